@@ -1,0 +1,68 @@
+"""What every driver offers the scenario runner.
+
+A driver brings a :class:`Stack` up (Postgres, Redis, the auth service and the
+fault proxy) and, per run, opens a :class:`Lane`: one backend configured for the
+scenario, reached through the fault proxy, with its own proxies in front of each
+hop so the faults of one run never touch another. ``local`` runs processes on
+loopback; ``compose`` runs containers. Same interface, same verdicts.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from replica.scenarios import BackendSpec, HopDown, ToxicSpec
+
+
+@dataclass(frozen=True)
+class BackendOutcome:
+    """How the backend of a lane came up: ``ready`` or why not."""
+
+    ready: bool
+    detail: str = ""
+    startup_ms: float | None = None
+
+
+class Lane(Protocol):
+    """One backend under test, with the proxies in front of its hops."""
+
+    #: ``http://127.0.0.1:PORT`` of the backend, through its fault proxy.
+    base_url: str
+    #: How the backend came up (set when the lane opened).
+    outcome: BackendOutcome
+
+    async def add_toxic(self, toxic: ToxicSpec) -> None: ...
+
+    async def set_down(self, down: HopDown) -> None: ...
+
+    def backend_log(self, n_lines: int = 40) -> str: ...
+
+
+class Driver(Protocol):
+    """Brings a stack up and opens lanes on it."""
+
+    name: str
+    #: How many lanes may be open at once without disturbing each other.
+    max_parallel_lanes: int
+
+    def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
+        """A JWT the stack's auth service accepts."""
+        ...
+
+    def lane(
+        self,
+        backend: BackendSpec,
+        *,
+        toxics: tuple[ToxicSpec, ...] = (),
+        down: tuple[HopDown, ...] = (),
+        ready_timeout_s: float = 20.0,
+    ) -> AbstractAsyncContextManager[Lane]:
+        """Open a lane: apply ``before_start`` faults, start the backend, wait until it
+        answers ``/health`` (or exits), apply ``after_ready`` faults; close it on exit."""
+        ...
+
+    def close(self) -> None:
+        """Tear down everything this driver started."""
+        ...

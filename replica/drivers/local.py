@@ -1,0 +1,237 @@
+"""The ``local`` driver: the whole replica as processes on loopback.
+
+Real PostgreSQL and Redis (from wheels or PATH), the auth service, the fault
+proxy and one backend per lane, each on a free 127.0.0.1 port, in a private temp
+dir, torn down on exit, on Ctrl-C and after a failed start. Each lane gets its own
+proxies (``postgres-<id>``, ``redis-<id>``, ``auth-<id>``, ``backend-<id>``), so
+lanes run side by side without sharing a fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
+from replica.auth.tokens import mint_token
+from replica.drivers.base import BackendOutcome
+from replica.drivers.processes import ManagedProcess, ProcessGroup, free_port, wait_for_http
+from replica.drivers.servers import start_postgres, start_redis
+from replica.drivers.stack import StackInfo, new_secret
+from replica.errors import InfrastructureError
+from replica.scenarios import BackendSpec, HopDown, ToxicSpec
+from replica.settings import BackendSettings
+
+Progress = Callable[[str], None]
+BACKEND_STOP_TIMEOUT_S = 3.0
+
+
+def _hostport(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def _with_hostport(url: str, hostport: str) -> str:
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=userinfo + hostport))
+
+
+def _python_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    # A handler of the user's own (``pkg.module:function``) is imported from where they stand.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def start_local_stack(group: ProcessGroup, progress: Progress = lambda _m: None) -> StackInfo:
+    """Start Postgres, Redis, the auth service and the fault proxy; wait until each answers."""
+    secret = new_secret()
+    auth_port, proxy_port = free_port(), free_port()
+    progress("starting the auth service and the fault proxy")
+    auth = group.start(
+        [sys.executable, "-m", "replica.auth"],
+        name="auth",
+        env=_python_env({"AUTH_HOST": "127.0.0.1", "AUTH_PORT": str(auth_port), "JWT_SECRET": secret}),
+    )
+    proxy = group.start(
+        [sys.executable, "-m", "faults.toxiproxy", "--host", "127.0.0.1", "--port", str(proxy_port)],
+        name="toxiproxy",
+        env=_python_env({}),
+    )
+    progress("starting PostgreSQL")
+    postgres = start_postgres(group)
+    progress("starting Redis")
+    redis = start_redis(group)
+    auth_url, proxy_url = f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{proxy_port}"
+    wait_for_http(f"{auth_url}/health", timeout=30, process=auth, what="the auth service")
+    wait_for_http(f"{proxy_url}/version", timeout=30, process=proxy, what="the fault proxy")
+    return StackInfo(
+        driver="local",
+        owner_pid=os.getpid(),
+        postgres_url=postgres.url,
+        redis_url=redis.url,
+        auth_url=auth_url,
+        toxiproxy_url=proxy_url,
+        jwt_secret=secret,
+        tmp_dir=str(group.tmp_dir),
+    )
+
+
+class LocalLane:
+    """One backend process and its four proxies."""
+
+    def __init__(self, client: AsyncToxiproxyClient, proxies: dict[str, str], base_url: str) -> None:
+        self._client = client
+        self.proxies = proxies
+        self.base_url = base_url
+        self.outcome = BackendOutcome(ready=False, detail="not started")
+        self.process: ManagedProcess | None = None
+
+    async def add_toxic(self, toxic: ToxicSpec) -> None:
+        await self._client.add_toxic(
+            self.proxies[toxic.hop],
+            toxic.type,
+            stream=toxic.stream,
+            toxicity=toxic.toxicity,
+            attributes=dict(toxic.attributes),
+        )
+
+    async def set_down(self, down: HopDown) -> None:
+        await self._client.update_proxy(self.proxies[down.hop], enabled=False)
+
+    def backend_log(self, n_lines: int = 40) -> str:
+        return self.process.log_tail(n_lines) if self.process else ""
+
+
+async def wait_backend(process: ManagedProcess, url: str, timeout: float) -> BackendOutcome:
+    """Wait until the backend answers ``GET /health``, exits, or the timeout runs out."""
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = 0.005
+    async with httpx.AsyncClient(timeout=0.5) as http:
+        while True:
+            code = process.poll()
+            if code is not None:
+                tail = process.log_tail(15).strip().splitlines()
+                return BackendOutcome(False, f"backend exited with code {code}: {tail[-1] if tail else 'no output'}")
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() >= deadline:
+                return BackendOutcome(False, f"backend did not answer /health within {timeout:g} s")
+            await asyncio.sleep(delay)  # polling interval of a bounded readiness wait
+            delay = min(delay * 2, 0.05)
+
+
+class LocalDriver:
+    """Lanes of processes on loopback, on a stack this driver started or attached to."""
+
+    name = "local"
+
+    def __init__(self, info: StackInfo, group: ProcessGroup, *, max_parallel_lanes: int = 2) -> None:
+        self.info = info
+        self.group = group
+        self.max_parallel_lanes = max_parallel_lanes
+
+    @classmethod
+    def start(cls, group: ProcessGroup, progress: Progress = lambda _m: None, **kwargs: int) -> "LocalDriver":
+        return cls(start_local_stack(group, progress), group, **kwargs)
+
+    def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
+        return mint_token(self.info.jwt_secret, sub=sub)
+
+    def backend_settings(self, backend: BackendSpec, port: int, proxies: dict[str, int]) -> BackendSettings:
+        values = {
+            "environment": backend.environment,
+            "host": "127.0.0.1",
+            "port": port,
+            "database_url": _with_hostport(self.info.postgres_url, f"127.0.0.1:{proxies['postgres']}"),
+            "redis_url": _with_hostport(self.info.redis_url, f"127.0.0.1:{proxies['redis']}"),
+            "auth_url": _with_hostport(self.info.auth_url, f"127.0.0.1:{proxies['auth']}"),
+            "handler": backend.handler,
+            "server": backend.server,
+            "startup_mode": backend.startup_mode,
+            "failpoints": backend.failpoints,
+            "defects": ",".join(backend.defects),
+            "startup_wait_s": backend.startup_wait_s,
+        }
+        if backend.ws_ping_interval_s is not None:
+            values["ws_ping_interval_s"] = backend.ws_ping_interval_s
+        if backend.ws_ping_timeout_s is not None:
+            values["ws_ping_timeout_s"] = backend.ws_ping_timeout_s
+        return BackendSettings.model_validate(values)
+
+    @asynccontextmanager
+    async def lane(
+        self,
+        backend: BackendSpec,
+        *,
+        toxics: tuple[ToxicSpec, ...] = (),
+        down: tuple[HopDown, ...] = (),
+        ready_timeout_s: float = 20.0,
+    ) -> AsyncIterator[LocalLane]:
+        lane_id = uuid.uuid4().hex[:8]
+        created: list[str] = []
+        process: ManagedProcess | None = None
+        async with AsyncToxiproxyClient(self.info.toxiproxy_url, timeout=5.0) as client:
+            try:
+                ports: dict[str, int] = {}
+                upstreams = {"postgres": self.info.postgres_url, "redis": self.info.redis_url, "auth": self.info.auth_url}
+                for hop, url in upstreams.items():
+                    proxy = await client.create_proxy(f"{hop}-{lane_id}", upstream=_hostport(url), listen="127.0.0.1:0")
+                    created.append(proxy.name)
+                    ports[hop] = proxy.listen_port
+                backend_port = free_port()
+                proxy = await client.create_proxy(
+                    f"backend-{lane_id}", upstream=f"127.0.0.1:{backend_port}", listen="127.0.0.1:0"
+                )
+                created.append(proxy.name)
+                proxies = {hop: f"{hop}-{lane_id}" for hop in ("postgres", "redis", "auth", "backend")}
+                lane = LocalLane(client, proxies, f"http://127.0.0.1:{proxy.listen_port}")
+                for toxic in (t for t in toxics if t.when == "before_start"):
+                    await lane.add_toxic(toxic)
+                for hop in (d for d in down if d.when == "before_start"):
+                    await lane.set_down(hop)
+                settings = self.backend_settings(backend, backend_port, ports)
+                process = self.group.start(
+                    [sys.executable, "-m", "replica.backend"],
+                    name=f"backend-{lane_id}",
+                    env=_python_env(settings.to_env()),
+                )
+                lane.process = process
+                lane.outcome = await wait_backend(process, f"http://127.0.0.1:{backend_port}/health", ready_timeout_s)
+                if lane.outcome.ready:
+                    for toxic in (t for t in toxics if t.when == "after_ready"):
+                        await lane.add_toxic(toxic)
+                    for hop in (d for d in down if d.when == "after_ready"):
+                        await lane.set_down(hop)
+                yield lane
+            except ToxiproxyError as exc:
+                raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc
+            finally:
+                # Deleting the proxies first closes their connections, which frees a
+                # backend blocked on a hung dependency.
+                for name in reversed(created):
+                    try:
+                        await client.delete_proxy(name)
+                    except NotFound:
+                        pass
+                    except ToxiproxyError:
+                        pass
+                if process is not None:
+                    await asyncio.to_thread(process.stop, BACKEND_STOP_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.group.close()

@@ -1,0 +1,235 @@
+"""A client that does what the staging test ``test_001_websocket_connection_real`` did.
+
+Health check, a connection without a token, then a connection with the test's ten
+headers and a JWT; wait for the welcome, send a ping, wait for the pong. Every step
+lands on a timeline (monotonic milliseconds) and the outcome becomes a
+:class:`~replica.fingerprint.Fingerprint`. It can target any URL, a real staging
+included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from replica.fingerprint import ACCEPTED, NO_SERVER, TIMEOUT, Fingerprint
+
+USER_AGENT = "Netra-E2E-Tests/1.0"
+
+
+def e2e_headers(token: str | None) -> dict[str, str]:
+    """The ten headers the staging test sent (nine without a token)."""
+    headers = {
+        "X-Test-Type": "E2E",
+        "X-Test-Environment": "staging",
+        "X-E2E-Test": "true",
+        "X-Test-Mode": "true",
+        "X-Test-Session": f"e2e-staging-{uuid.uuid4().hex[:8]}",
+        "User-Agent": USER_AGENT,
+        "X-Staging-E2E": "true",
+        "X-Test-Priority": "1",
+        "X-Auth-Fast-Path": "enabled",
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+class ProbeOptions(BaseModel):
+    e2e_headers: bool = True
+    with_token: bool = True
+    check_no_token: bool = True
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    health_timeout_s: float = 30.0
+    open_timeout_s: float = 10.0
+    welcome_timeout_s: float = 10.0
+    pong_timeout_s: float = 5.0
+
+
+class TimelineEvent(BaseModel):
+    t_ms: float
+    event: str
+    detail: str = ""
+
+
+class Observation(BaseModel):
+    """Everything the probe saw: the fingerprint and how it got there."""
+
+    url: str
+    fingerprint: Fingerprint
+    health_status: int | None = None
+    no_token_handshake: str | None = None
+    timeline: list[TimelineEvent] = []
+    messages: list[dict[str, Any]] = []
+    connect_ms: float | None = None
+
+
+def ws_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :] + "/ws"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :] + "/ws"
+    return base if base.endswith("/ws") else base + "/ws"
+
+
+@dataclass
+class _Recorder:
+    start: float = field(default_factory=time.monotonic)
+    events: list[TimelineEvent] = field(default_factory=list)
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self.start) * 1000
+
+    def add(self, event: str, detail: str = "") -> float:
+        t = self.now_ms()
+        self.events.append(TimelineEvent(t_ms=round(t, 2), event=event, detail=detail))
+        return t
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"http_{exc.response.status_code}"
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    return NO_SERVER
+
+
+def _close_of(exc: ConnectionClosed) -> tuple[int, str, str | None]:
+    """Code, reason and sender of the close frame that ended the connection."""
+    if exc.rcvd is not None and (exc.sent is None or exc.rcvd_then_sent):
+        return exc.rcvd.code, exc.rcvd.reason, "server"
+    if exc.sent is not None and exc.sent.code != 1000:
+        return exc.sent.code, exc.sent.reason, "client"
+    return 1006, "", None
+
+
+async def _check_no_token(url: str, options: ProbeOptions, rec: _Recorder) -> str:
+    headers = e2e_headers(None) if options.e2e_headers else {}
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=options.open_timeout_s, ping_interval=None):
+            outcome = ACCEPTED
+    except (InvalidHandshake, OSError, TimeoutError) as exc:
+        outcome = _handshake_failure(exc)
+    except ConnectionClosed:
+        outcome = ACCEPTED
+    rec.add("no_token_handshake", outcome)
+    return outcome
+
+
+async def _recv_json(ws: ClientConnection, timeout: float) -> dict[str, Any]:
+    raw = await asyncio.wait_for(ws.recv(), timeout)
+    try:
+        message = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"type": "<non-json>", "raw": str(raw)[:200]}
+    return message if isinstance(message, dict) else {"type": "<non-object>", "raw": message}
+
+
+def is_welcome(message: dict[str, Any]) -> bool:
+    data = message.get("data")
+    return message.get("type") == "system_message" and isinstance(data, dict) and data.get("event") == "connection_established"
+
+
+async def _await_type(ws: ClientConnection, timeout: float, accept, rec: _Recorder, messages: list) -> bool:
+    """Receive until ``accept(message)`` holds (True) or the timeout runs out (False)."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await _recv_json(ws, left)
+        except TimeoutError:
+            return False
+        messages.append(message)
+        rec.add("message", str(message.get("type")))
+        if accept(message):
+            return True
+    return False
+
+
+async def probe(base_url: str, token: str | None, options: ProbeOptions | None = None) -> Observation:
+    """Run the staging test's steps against ``base_url`` (``http(s)://host:port``)."""
+    options = options or ProbeOptions()
+    rec = _Recorder()
+    url = ws_url(base_url)
+    health_status: int | None = None
+    try:
+        async with httpx.AsyncClient(timeout=options.health_timeout_s) as http:
+            response = await http.get(base_url.rstrip("/") + "/health")
+        health_status = response.status_code
+        rec.add("health", str(health_status))
+    except httpx.HTTPError as exc:
+        rec.add("health", f"error: {type(exc).__name__}")
+
+    no_token = await _check_no_token(url, options, rec) if options.check_no_token else None
+
+    headers = e2e_headers(token if options.with_token else None) if options.e2e_headers else {}
+    if options.with_token and token and not options.e2e_headers:
+        headers["Authorization"] = f"Bearer {token}"
+    messages: list[dict[str, Any]] = []
+    welcome = pong = False
+    close: tuple[int, str, str | None] | None = None
+    t_connect = rec.add("connect")
+    t_accept: float | None = None
+    t_close: float | None = None
+    try:
+        ws = await connect(
+            url,
+            additional_headers=headers,
+            open_timeout=options.open_timeout_s,
+            ping_interval=options.ping_interval_s,
+            ping_timeout=options.ping_timeout_s,
+            close_timeout=2,
+        )
+    except (InvalidHandshake, OSError, TimeoutError) as exc:
+        outcome = _handshake_failure(exc)
+        rec.add("handshake", outcome)
+        return Observation(
+            url=url,
+            fingerprint=Fingerprint(handshake=outcome),
+            health_status=health_status,
+            no_token_handshake=no_token,
+            timeline=rec.events,
+        )
+    t_accept = rec.add("handshake", ACCEPTED)
+    try:
+        welcome = await _await_type(ws, options.welcome_timeout_s, is_welcome, rec, messages)
+        rec.add("welcome" if welcome else "welcome_timeout")
+        if welcome:
+            await ws.send(json.dumps({"type": "ping", "timestamp": time.time()}))
+            rec.add("ping_sent")
+            pong = await _await_type(ws, options.pong_timeout_s, lambda m: m.get("type") == "pong", rec, messages)
+            rec.add("pong" if pong else "pong_timeout")
+    except ConnectionClosed as exc:
+        t_close = rec.now_ms()
+        close = _close_of(exc)
+        rec.add("closed", f"{close[0]} {close[1]!r} by {close[2] or 'nobody'}")
+    finally:
+        await ws.close()
+    fingerprint = Fingerprint(
+        handshake=ACCEPTED,
+        welcome=welcome,
+        pong=pong,
+        close_code=close[0] if close else None,
+        close_reason=close[1] if close else None,
+        closed_by=close[2] if close else None,
+        close_after_ms=round(t_close - t_accept, 1) if close and t_close is not None else None,
+    )
+    return Observation(
+        url=url,
+        fingerprint=fingerprint,
+        health_status=health_status,
+        no_token_handshake=no_token,
+        timeline=rec.events,
+        messages=messages,
+        connect_ms=round(t_accept - t_connect, 1),
+    )

@@ -1,0 +1,103 @@
+"""Runs scenarios on a driver and turns each observation into a verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Literal
+
+from pydantic import BaseModel
+
+from replica.drivers.base import Driver
+from replica.fingerprint import Expectation, Fingerprint
+from replica.probe import Observation, ProbeOptions, probe
+from replica.scenarios import ScenarioRun
+
+
+class RunResult(BaseModel):
+    """One run of one scenario: what was expected, what was seen, and the verdict."""
+
+    name: str
+    scenario: str
+    handler: str
+    driver: str
+    repeat: int = 1
+    expected: Expectation
+    expect_label: str = ""
+    observed: Fingerprint
+    verdict: Literal["pass", "fail"]
+    mismatches: list[str] = []
+    backend_ready: bool
+    backend_detail: str = ""
+    backend_startup_ms: float | None = None
+    duration_ms: float
+    observation: Observation
+    backend_log: str = ""
+
+
+def probe_options(run: ScenarioRun) -> ProbeOptions:
+    p = run.scenario.probe
+    return ProbeOptions(
+        e2e_headers=p.e2e_headers,
+        with_token=p.with_token,
+        ping_interval_s=p.ping_interval_s,
+        ping_timeout_s=p.ping_timeout_s,
+        welcome_timeout_s=p.welcome_timeout_s,
+        pong_timeout_s=p.pong_timeout_s,
+        health_timeout_s=min(30.0, run.scenario.ready_timeout_s),
+    )
+
+
+async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResult:
+    started = time.monotonic()
+    scenario = run.scenario
+    async with driver.lane(
+        run.backend, toxics=scenario.toxics, down=scenario.down, ready_timeout_s=scenario.ready_timeout_s
+    ) as lane:
+        observation = await probe(lane.base_url, driver.mint_token(), probe_options(run))
+        mismatches = run.expect.mismatches(observation.fingerprint)
+        log = lane.backend_log() if mismatches else ""
+        outcome = lane.outcome
+    return RunResult(
+        name=run.name,
+        scenario=scenario.name,
+        handler=run.handler,
+        driver=driver.name,
+        repeat=repeat,
+        expected=run.expect,
+        expect_label=run.expect_label,
+        observed=observation.fingerprint,
+        verdict="fail" if mismatches else "pass",
+        mismatches=mismatches,
+        backend_ready=outcome.ready,
+        backend_detail=outcome.detail,
+        backend_startup_ms=outcome.startup_ms,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+        observation=observation,
+        backend_log=log,
+    )
+
+
+async def run_many(
+    driver: Driver,
+    runs: list[ScenarioRun],
+    *,
+    repeat: int = 1,
+    on_result: Callable[[RunResult], None] = lambda _r: None,
+) -> list[RunResult]:
+    """Every run ``repeat`` times, at most ``driver.max_parallel_lanes`` at once, in order."""
+    gate = asyncio.Semaphore(max(1, driver.max_parallel_lanes))
+
+    async def one(run: ScenarioRun, index: int) -> RunResult:
+        async with gate:
+            result = await run_one(driver, run, index)
+        on_result(result)
+        return result
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(run, i)) for i in range(1, repeat + 1) for run in runs]
+    except BaseExceptionGroup as eg:
+        # One failed run cancels the others; surface the first real error.
+        raise eg.exceptions[0] from None
+    return [t.result() for t in tasks]

@@ -1,0 +1,193 @@
+"""The scenario catalog: hypotheses about a failure, each with its expected fingerprint.
+
+A scenario file (YAML, in ``faults/scenarios/``) names the faults to inject, the
+backend to run (handler variant, server, startup mode) and the fingerprint the
+hypothesis predicts. Its ``fixes`` map gives, per handler variant, the outcome
+expected when that variant runs against the same cause; each entry becomes a
+run of its own named ``<scenario>@<variant>``. Loading is strict: an unknown
+key, a bad value or an unknown name is a :class:`~replica.errors.ConfigError`
+that says which file and which field.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from replica.errors import ConfigError
+from replica.fingerprint import Expectation
+from replica.settings import BUILTIN_HANDLERS
+
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "faults" / "scenarios"
+HOPS = ("postgres", "redis", "auth", "backend")
+
+
+class BackendSpec(BaseModel):
+    """How the backend under test is configured for a scenario."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    handler: str = "incident"
+    server: Literal["uvicorn", "gunicorn"] = "uvicorn"
+    startup_mode: Literal["blocking", "background"] = "blocking"
+    environment: str = "staging"
+    failpoints: str = ""
+    defects: tuple[str, ...] = ()
+    startup_wait_s: float | None = Field(default=None, ge=0)
+    ws_ping_interval_s: float | None = Field(default=None, gt=0)
+    ws_ping_timeout_s: float | None = Field(default=None, gt=0)
+
+
+class ToxicSpec(BaseModel):
+    """A network fault on one hop, added before the backend starts or once it answers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hop: Literal["postgres", "redis", "auth", "backend"]
+    type: str
+    stream: Literal["upstream", "downstream"] = "downstream"
+    attributes: dict[str, float] = Field(default_factory=dict)
+    toxicity: float = Field(default=1.0, ge=0, le=1)
+    when: Literal["before_start", "after_ready"] = "before_start"
+
+
+class HopDown(BaseModel):
+    """A hop whose proxy is disabled: new connections refused, open ones closed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hop: Literal["postgres", "redis", "auth", "backend"]
+    when: Literal["before_start", "after_ready"] = "before_start"
+
+
+class ProbeSpec(BaseModel):
+    """Client behaviour; defaults are those of the staging test."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    e2e_headers: bool = True
+    with_token: bool = True
+    ping_interval_s: float | None = Field(default=20.0, gt=0)
+    ping_timeout_s: float | None = Field(default=20.0, gt=0)
+    welcome_timeout_s: float = Field(default=10.0, gt=0)
+    pong_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    hypothesis: str
+    seed_hypothesis: bool = Field(default=False, description="one of the causes the seed's five-whys proposed")
+    real_cause: bool = Field(default=False, description="the cause the public record shows")
+    backend: BackendSpec = BackendSpec()
+    toxics: tuple[ToxicSpec, ...] = ()
+    down: tuple[HopDown, ...] = ()
+    probe: ProbeSpec = ProbeSpec()
+    ready_timeout_s: float = Field(default=20.0, gt=0)
+    expect: Expectation
+    fixes: dict[str, Expectation] = Field(default_factory=dict)
+
+    def model_post_init(self, _context: object) -> None:
+        unknown = sorted(set(self.fixes) - set(BUILTIN_HANDLERS))
+        if unknown:
+            raise ValueError(f"fixes: unknown handler variant {unknown[0]!r} (known: {', '.join(BUILTIN_HANDLERS)})")
+
+
+class ScenarioRun(BaseModel):
+    """One thing to run: a scenario with a handler and the outcome expected of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    scenario: Scenario
+    handler: str
+    expect: Expectation
+    expect_label: str = Field(default="", description="where the expectation came from, when not obvious")
+
+    @cached_property
+    def backend(self) -> BackendSpec:
+        return self.scenario.backend.model_copy(update={"handler": self.handler})
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scenario must be a mapping, got {type(data).__name__}")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    if scenario.name != path.stem:
+        raise ConfigError(f"{path}: name {scenario.name!r} must match the file name {path.stem!r}")
+    return scenario
+
+
+class Catalog:
+    """Every scenario of a directory, and the runs they expand into."""
+
+    def __init__(self, scenarios: list[Scenario]) -> None:
+        self.scenarios = {s.name: s for s in scenarios}
+
+    @classmethod
+    def load(cls, directory: Path = CATALOG_DIR) -> "Catalog":
+        paths = sorted(directory.glob("*.yaml"))
+        if not paths:
+            raise ConfigError(f"no scenarios found in {directory}")
+        return cls([load_scenario(p) for p in paths])
+
+    def runs(self) -> list[ScenarioRun]:
+        """Every run: each scenario as written, then each of its fix checks."""
+        out: list[ScenarioRun] = []
+        for s in self.scenarios.values():
+            out.append(ScenarioRun(name=s.name, scenario=s, handler=s.backend.handler, expect=s.expect))
+            for variant, expect in s.fixes.items():
+                if variant != s.backend.handler:
+                    out.append(ScenarioRun(name=f"{s.name}@{variant}", scenario=s, handler=variant, expect=expect))
+        return out
+
+    def select(self, names: list[str], handler: str | None = None) -> list[ScenarioRun]:
+        """Runs by name (``scenario`` or ``scenario@variant``), optionally with another handler.
+
+        With ``handler``, each scenario runs once with that handler; its expectation is the
+        scenario's entry for that variant, or, for a handler of the user's own
+        (``module:function``), the one given for ``recommended``: a correct fix should look
+        like it from the client's side.
+        """
+        by_name = {r.name: r for r in self.runs()}
+        chosen: list[ScenarioRun] = []
+        for name in names:
+            if name not in by_name:
+                known = ", ".join(sorted(self.scenarios))
+                raise ConfigError(f"unknown scenario {name!r} (known: {known}; fix checks are named scenario@variant)")
+            chosen.append(by_name[name])
+        if handler is None:
+            return chosen
+        return [self.with_handler(r.scenario, handler) for r in chosen]
+
+    def with_handler(self, scenario: Scenario, handler: str) -> ScenarioRun:
+        if handler == scenario.backend.handler:
+            expect, label = scenario.expect, ""
+        elif handler in scenario.fixes:
+            expect, label = scenario.fixes[handler], ""
+        elif handler in BUILTIN_HANDLERS:
+            raise ConfigError(f"scenario {scenario.name!r} gives no expected outcome for handler {handler!r}")
+        elif "recommended" in scenario.fixes or scenario.backend.handler == "recommended":
+            expect = scenario.fixes.get("recommended", scenario.expect)
+            label = "as recommended"
+        else:
+            raise ConfigError(f"scenario {scenario.name!r} has no 'recommended' outcome to hold {handler!r} to")
+        name = scenario.name if handler == scenario.backend.handler else f"{scenario.name}@{handler}"
+        return ScenarioRun(name=name, scenario=scenario, handler=handler, expect=expect, expect_label=label)
