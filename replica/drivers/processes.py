@@ -20,7 +20,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
+import inspect
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -30,9 +33,10 @@ import tempfile
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Awaitable, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from replica.errors import InfrastructureError
 
@@ -43,6 +47,9 @@ __all__ = [
     "ensure_port_free",
     "install_sigterm_handler",
     "wait_until",
+    "wait_until_async",
+    "port_is_open",
+    "sweep_stale_temp_dirs",
     "wait_for_tcp",
     "wait_for_http",
     "TEMP_PREFIX",
@@ -55,6 +62,8 @@ _PR_SET_PDEATHSIG = 1
 
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
+
+_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------- ports
@@ -117,11 +126,7 @@ _PRCTL = _load_prctl()
 
 
 def _make_preexec(parent_pid: int) -> Callable[[], None] | None:
-    """Child-side setup: die with the parent (best effort, Linux only).
-
-    ``PR_SET_PDEATHSIG`` fires when the *thread* that started the child exits,
-    so start long-lived processes from the main thread.
-    """
+    """Child-side setup: die with the parent (best effort, Linux only)."""
     prctl = _PRCTL
     if prctl is None:
         return None
@@ -132,6 +137,44 @@ def _make_preexec(parent_pid: int) -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+class _Spawner:
+    """Starts children from one long-lived thread.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not
+    the process. Children started from the main thread are forked there; those
+    started from any other thread (``asyncio.to_thread``, executors) are forked
+    by this daemon thread, which lives as long as the harness, so a worker
+    thread that finishes does not take its children with it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            fn, future = self._queue.get()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+    def run(self, fn: Callable[[], _T]) -> _T:
+        if threading.current_thread() is threading.main_thread():
+            return fn()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="replica-spawner", daemon=True)
+                self._thread.start()
+        future: Future[object] = Future()
+        self._queue.put((fn, future))
+        return future.result()  # type: ignore[return-value]
+
+
+_SPAWNER = _Spawner()
 
 
 # --------------------------------------------------------------------- process
@@ -175,19 +218,21 @@ class ManagedProcess:
         if group is not None:
             extra["group"] = group
         log = open(self.log_path, "ab", buffering=0)
+        spawn = functools.partial(
+            subprocess.Popen,
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            cwd=None if cwd is None else str(cwd),
+            start_new_session=True,
+            preexec_fn=_make_preexec(os.getpid()),
+            close_fds=True,
+            **extra,
+        )
         try:
-            self._popen = subprocess.Popen(  # noqa: S603 - argv comes from the harness
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=None if env is None else dict(env),
-                cwd=None if cwd is None else str(cwd),
-                start_new_session=True,
-                preexec_fn=_make_preexec(os.getpid()),
-                close_fds=True,
-                **extra,  # type: ignore[arg-type]
-            )
+            self._popen: subprocess.Popen[bytes] = _SPAWNER.run(spawn)
         except FileNotFoundError as exc:
             raise InfrastructureError(
                 f"cannot start {name}: executable not found: {self.argv[0]}"
@@ -315,6 +360,25 @@ def _describe_exit(process: ManagedProcess, what: str, tail_lines: int = 30) -> 
     )
 
 
+def _timeout_error(
+    timeout: float, what: str, last_error: BaseException | None, process: ManagedProcess | None
+) -> InfrastructureError:
+    message = f"timed out after {timeout:g}s waiting for {what}"
+    if last_error is not None:
+        message += f" (last error: {type(last_error).__name__}: {last_error})"
+    if process is not None:
+        message += (
+            f". {process.name} (pid {process.pid}) is still running; last lines of "
+            f"{process.log_path}:\n{process.log_tail(30) or '(empty)'}"
+        )
+    return InfrastructureError(message)
+
+
+def _check_process(process: ManagedProcess | None, what: str) -> None:
+    if process is not None and process.poll() is not None:
+        raise InfrastructureError(_describe_exit(process, what))
+
+
 def wait_until(
     check: Callable[[], bool],
     timeout: float,
@@ -327,39 +391,63 @@ def wait_until(
 
     ``check`` must itself be bounded (a short per-try timeout) and return False
     or raise one of ``retry_on`` while the thing is not ready yet; any other
-    exception propagates. Polls start at 5 ms
-    and back off to 100 ms. If ``process`` exits meanwhile, raises
-    :class:`InfrastructureError` at once with its exit code and log tail; after
-    ``timeout`` seconds, raises one saying what was awaited and for how long.
+    exception propagates. Polls start at 5 ms and back off to 100 ms. If
+    ``process`` exits meanwhile, raises :class:`InfrastructureError` at once
+    with its exit code and log tail; after ``timeout`` seconds, raises one
+    saying what was awaited and for how long.
     """
-    start = time.monotonic()
-    deadline = start + timeout
+    deadline = time.monotonic() + timeout
     delay = _POLL_FIRST_S
     last_error: BaseException | None = None
     while True:
-        if process is not None and process.poll() is not None:
-            raise InfrastructureError(_describe_exit(process, what))
+        _check_process(process, what)
         try:
             if check():
                 return
         except retry_on as exc:
             last_error = exc
-        if process is not None and process.poll() is not None:
-            raise InfrastructureError(_describe_exit(process, what))
+        _check_process(process, what)
         now = time.monotonic()
         if now >= deadline:
-            break
+            raise _timeout_error(timeout, what, last_error, process)
         time.sleep(min(delay, deadline - now))
         delay = min(delay * 2, _POLL_MAX_S)
-    message = f"timed out after {timeout:g}s waiting for {what}"
-    if last_error is not None:
-        message += f" (last error: {last_error})"
-    if process is not None:
-        message += (
-            f". {process.name} (pid {process.pid}) is still running; last lines of "
-            f"{process.log_path}:\n{process.log_tail(30) or '(empty)'}"
-        )
-    raise InfrastructureError(message)
+
+
+async def wait_until_async(
+    check: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    *,
+    process: ManagedProcess | None = None,
+    what: str = "a condition",
+    retry_on: tuple[type[BaseException], ...] = (OSError,),
+) -> None:
+    """:func:`wait_until` for asyncio code; ``check`` may be a coroutine function.
+
+    Each try of an async ``check`` is cut off at the remaining time.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = _POLL_FIRST_S
+    last_error: BaseException | None = None
+    while True:
+        _check_process(process, what)
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, max(deadline - loop.time(), 0.001))
+            if result:
+                return
+        except retry_on as exc:
+            last_error = exc
+        _check_process(process, what)
+        now = loop.time()
+        if now >= deadline:
+            raise _timeout_error(timeout, what, last_error, process)
+        await asyncio.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, _POLL_MAX_S)
 
 
 def wait_for_tcp(

@@ -1,0 +1,292 @@
+"""Supervised processes with real children: stop, readiness, teardown, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from replica.drivers.processes import (
+    ManagedProcess,
+    ProcessGroup,
+    free_port,
+    port_is_open,
+    sweep_stale_temp_dirs,
+    wait_for_http,
+    wait_for_tcp,
+    wait_until,
+)
+from replica.errors import InfrastructureError
+from tests.servers_support import pid_alive
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+SLEEPER = "import time; print('ready', flush=True); time.sleep(120)"
+# Spawns a grandchild in the same process group and prints its pid.
+WITH_GRANDCHILD = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    print("grandchild", child.pid, flush=True)
+    time.sleep(120)
+    """
+)
+IGNORES_SIGTERM = textwrap.dedent(
+    """
+    import signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("ready", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def _log_has(process: ManagedProcess, text: str) -> bool:
+    return text in process.log_tail(50)
+
+
+def _wait_log(process: ManagedProcess, text: str, timeout: float = 10.0) -> None:
+    wait_until(lambda: _log_has(process, text), timeout, process=process, what=f"{text!r} in the log")
+
+
+def _grandchild_pid(process: ManagedProcess) -> int:
+    _wait_log(process, "grandchild ")
+    line = next(l for l in process.log_tail(50).splitlines() if l.startswith("grandchild "))
+    return int(line.split()[1])
+
+
+def _wait_gone(pids: set[int], timeout: float = 10.0) -> None:
+    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout, what=f"processes {sorted(pids)} to be gone")
+
+
+def test_stop_terminates_the_whole_process_group(tmp_path: Path) -> None:
+    proc = ManagedProcess([PY, "-c", WITH_GRANDCHILD], name="parent", log_path=tmp_path / "p.log")
+    grandchild = _grandchild_pid(proc)
+    assert pid_alive(proc.pid) and pid_alive(grandchild)
+    assert os.getpgid(grandchild) == proc.pid == proc.pgid
+
+    code = proc.stop(timeout=5.0)
+
+    assert code == -signal.SIGTERM
+    assert proc.returncode == -signal.SIGTERM
+    assert not pid_alive(proc.pid)
+    _wait_gone({grandchild})
+    assert proc.stop() == code  # idempotent
+
+
+def test_stop_escalates_to_sigkill_within_the_timeout(tmp_path: Path) -> None:
+    proc = ManagedProcess([PY, "-c", IGNORES_SIGTERM], name="stubborn", log_path=tmp_path / "s.log")
+    _wait_log(proc, "ready")
+    started = time.monotonic()
+    code = proc.stop(timeout=0.5)
+    assert code == -signal.SIGKILL
+    assert 0.5 <= time.monotonic() - started < 3.0
+    assert not pid_alive(proc.pid)
+
+
+def test_log_tail_returns_last_lines(tmp_path: Path) -> None:
+    script = "for i in range(100): print('line', i)"
+    proc = ManagedProcess([PY, "-c", script], name="chatty", log_path=tmp_path / "c.log")
+    wait_until(lambda: proc.poll() is not None, 10.0, what="chatty to exit")
+    assert proc.log_tail(3).splitlines() == ["line 97", "line 98", "line 99"]
+    assert proc.stop() == 0
+
+
+def test_missing_executable_is_an_infrastructure_error(tmp_path: Path) -> None:
+    with pytest.raises(InfrastructureError, match="executable not found: /nonexistent/server"):
+        ManagedProcess(["/nonexistent/server"], name="ghost", log_path=tmp_path / "g.log")
+
+
+def test_wait_until_fails_fast_when_the_process_exits(tmp_path: Path) -> None:
+    script = "import sys; print('FATAL: could not bind 127.0.0.1', flush=True); sys.exit(3)"
+    proc = ManagedProcess([PY, "-c", script], name="early-exit", log_path=tmp_path / "e.log")
+    started = time.monotonic()
+    with pytest.raises(InfrastructureError) as info:
+        wait_until(lambda: False, 60.0, process=proc, what="early-exit to listen")
+    assert time.monotonic() - started < 10.0  # far less than the 60 s timeout
+    message = str(info.value)
+    assert "early-exit exited with code 3 while waiting for early-exit to listen" in message
+    assert "FATAL: could not bind 127.0.0.1" in message
+    proc.stop()
+
+
+def test_readiness_timeout_is_bounded_and_names_what_it_awaited(tmp_path: Path) -> None:
+    proc = ManagedProcess([PY, "-c", SLEEPER], name="silent", log_path=tmp_path / "q.log")
+    port = free_port()
+    started = time.monotonic()
+    try:
+        with pytest.raises(InfrastructureError) as info:
+            wait_for_tcp("127.0.0.1", port, timeout=0.5, process=proc)
+        assert 0.5 <= time.monotonic() - started < 3.0
+        message = str(info.value)
+        assert f"timed out after 0.5s waiting for TCP 127.0.0.1:{port} to accept connections" in message
+        assert "silent" in message and "still running" in message
+    finally:
+        proc.stop()
+
+
+def test_wait_for_http_and_tcp_against_a_real_server(tmp_path: Path) -> None:
+    port = free_port()
+    with ProcessGroup() as group:
+        server = group.start(
+            [PY, "-m", "http.server", "--bind", "127.0.0.1", str(port)], name="http", cwd=tmp_path
+        )
+        (tmp_path / "hello.txt").write_text("hi")
+        wait_for_http(f"http://127.0.0.1:{port}/hello.txt", timeout=10.0, process=server)
+        wait_for_http(f"http://127.0.0.1:{port}/missing", status=404, timeout=10.0, process=server)
+        wait_for_tcp("127.0.0.1", port, timeout=5.0, process=server)
+        assert port_is_open("127.0.0.1", port)
+    assert not port_is_open("127.0.0.1", port)
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ending", ["normal", "exception", "keyboard-interrupt"])
+def test_group_leaves_nothing_behind(ending: str, tmp_path: Path) -> None:
+    port = free_port()
+    pids: set[int] = set()
+    tmp_dir: Path | None = None
+    expected = {"normal": None, "exception": _Boom, "keyboard-interrupt": KeyboardInterrupt}[ending]
+    try:
+        with ProcessGroup() as group:
+            tmp_dir = group.tmp_dir
+            assert tmp_dir.is_dir() and tmp_dir.name.startswith("replica-")
+            parent = group.start([PY, "-c", WITH_GRANDCHILD], name="parent")
+            pids |= {parent.pid, _grandchild_pid(parent)}
+            http = group.start([PY, "-m", "http.server", "--bind", "127.0.0.1", str(port)], name="http", cwd=tmp_path)
+            pids.add(http.pid)
+            wait_for_tcp("127.0.0.1", port, timeout=10.0, process=http)
+            assert all(pid_alive(p) for p in pids)
+            if ending == "exception":
+                raise _Boom()
+            if ending == "keyboard-interrupt":
+                raise KeyboardInterrupt
+    except (_Boom, KeyboardInterrupt) as exc:
+        assert expected is not None and isinstance(exc, expected)
+    else:
+        assert expected is None
+    assert tmp_dir is not None and not tmp_dir.exists()
+    assert not port_is_open("127.0.0.1", port)
+    _wait_gone(pids)
+
+
+def test_group_stops_processes_in_reverse_start_order(tmp_path: Path) -> None:
+    record = tmp_path / "order.txt"
+    script = textwrap.dedent(
+        f"""
+        import signal, sys, time
+        def stop(signum, frame):
+            with open({str(record)!r}, "a") as fh:
+                fh.write(sys.argv[1] + "\\n")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        print("ready", flush=True)
+        time.sleep(120)
+        """
+    )
+    with ProcessGroup() as group:
+        for name in ("first", "second", "third"):
+            _wait_log(group.start([PY, "-c", script, name], name=name), "ready")
+    assert record.read_text().split() == ["third", "second", "first"]
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output from harness within {timeout}s"
+    return proc.stdout.readline()
+
+
+# A harness that owns a group with two children: one started from the main
+# thread, one from a worker thread that has already finished.
+HARNESS = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    from replica.drivers.processes import ProcessGroup, install_sigterm_handler
+    install_sigterm_handler()
+    try:
+        with ProcessGroup() as group:
+            main_child = group.start([sys.executable, "-c", "import time; time.sleep(120)"], name="main")
+            box = {}
+            worker = threading.Thread(target=lambda: box.update(p=group.start(
+                [sys.executable, "-c", "import time; time.sleep(120)"], name="worker")))
+            worker.start(); worker.join()
+            print(json.dumps({"pids": [main_child.pid, box["p"].pid], "tmp": str(group.tmp_dir)}), flush=True)
+            time.sleep(120)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    """
+)
+
+
+def _start_harness() -> tuple[subprocess.Popen[str], list[int], Path]:
+    harness = subprocess.Popen(
+        [PY, "-c", HARNESS], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    info = json.loads(_read_line(harness, 20.0))
+    return harness, info["pids"], Path(info["tmp"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_to_harness_tears_everything_down(sig: int) -> None:
+    harness, pids, tmp_dir = _start_harness()
+    try:
+        assert all(pid_alive(p) for p in pids)  # the worker thread's child outlived its thread
+        harness.send_signal(sig)
+        assert harness.wait(timeout=15) == 130
+        assert _read_line(harness, 1.0).strip() == "interrupted"
+        assert not tmp_dir.exists()
+        _wait_gone(set(pids))
+    finally:
+        harness.kill()
+        harness.wait(timeout=5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_sigkilled_harness_leaves_no_orphans() -> None:
+    harness, pids, tmp_dir = _start_harness()
+    try:
+        assert all(pid_alive(p) for p in pids)
+        harness.kill()
+        harness.wait(timeout=5)
+        _wait_gone(set(pids))
+        # The private temp dir outlives a SIGKILL; the next group sweeps it.
+        assert tmp_dir.exists()
+        assert tmp_dir in sweep_stale_temp_dirs(tmp_dir.parent)
+        assert not tmp_dir.exists()
+    finally:
+        harness.kill()
+        harness.wait(timeout=5)
+
+
+def test_sweep_keeps_dirs_of_live_owners() -> None:
+    with ProcessGroup() as group:
+        assert group.tmp_dir not in sweep_stale_temp_dirs(group.tmp_dir.parent)
+        assert group.tmp_dir.exists()
+
+
+def test_process_started_from_a_finished_thread_stays_alive(tmp_path: Path) -> None:
+    box: dict[str, ManagedProcess] = {}
+    thread = threading.Thread(
+        target=lambda: box.update(p=ManagedProcess([PY, "-c", SLEEPER], name="t", log_path=tmp_path / "t.log"))
+    )
+    thread.start()
+    thread.join(timeout=10)
+    proc = box["p"]
+    _wait_log(proc, "ready")
+    assert proc.poll() is None
+    assert proc.stop() == -signal.SIGTERM

@@ -1,0 +1,79 @@
+"""Session-scoped real servers for tests, plus helpers to check for leftovers.
+
+Use from a test module or conftest::
+
+    from tests.servers_support import postgres_server, redis_server  # noqa: F401
+
+or list ``"tests.servers_support"`` in ``pytest_plugins``. Both servers share one
+:class:`ProcessGroup`, torn down at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from replica.drivers.processes import ProcessGroup
+from replica.drivers.servers import PostgresServer, RedisServer, start_postgres, start_redis
+
+__all__ = [
+    "server_group",
+    "postgres_server",
+    "redis_server",
+    "pid_alive",
+    "descendants",
+]
+
+
+@pytest.fixture(scope="session")
+def server_group() -> Iterator[ProcessGroup]:
+    """The process group that owns the session's servers."""
+    with ProcessGroup() as group:
+        yield group
+
+
+@pytest.fixture(scope="session")
+def postgres_server(server_group: ProcessGroup) -> PostgresServer:
+    """A real PostgreSQL on 127.0.0.1 (user and database ``replica``); see ``.url``."""
+    return start_postgres(server_group)
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_group: ProcessGroup) -> RedisServer:
+    """A real Redis on 127.0.0.1 without persistence; see ``.url``."""
+    return start_redis(server_group)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (zombies count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def descendants(pid: int) -> set[int]:
+    """All live descendants of ``pid`` (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
