@@ -20,6 +20,9 @@ Backend (``python -m replica.backend``):
 ``REPLICA_HEARTBEAT_S``          server heartbeat ping interval (default 25)
 ``REPLICA_WS_PING_INTERVAL_S``   uvicorn keepalive ping interval (default 20)
 ``REPLICA_WS_PING_TIMEOUT_S``    uvicorn keepalive ping timeout (default 20)
+``REPLICA_DEPENDENCY_TIMEOUT_S`` connect/command timeout for Postgres and Redis (default 5)
+``REPLICA_AUTH_TIMEOUT_S``       timeout of the backend's calls to the auth service (default 5)
+``REPLICA_RETRY_AFTER_S``        ``Retry-After`` of the ``recommended`` handler's 503 (default 5)
 ===============================  ==========================================
 
 Auth service (``python -m replica.auth``): ``AUTH_HOST`` / ``AUTH_PORT``
@@ -53,6 +56,9 @@ class BackendSettings(BaseModel):
     heartbeat_s: float = Field(default=25.0, gt=0)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    dependency_timeout_s: float = Field(default=5.0, gt=0)
+    auth_timeout_s: float = Field(default=5.0, gt=0)
+    retry_after_s: int = Field(default=5, ge=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "BackendSettings":

@@ -1,0 +1,123 @@
+"""The backend replica's FastAPI application.
+
+``create_app(settings)`` validates the handler name, the failpoint spec and the
+defect list first (raising :class:`ConfigError`), so a bad setting stops the
+process before it binds its port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from faults.failpoints import Failpoints
+from faults.spec import SpecError, parse_defects, parse_spec
+from replica.backend.handlers import Handler, HandlerLoadError, load_handler
+from replica.backend.startup import StartupError, close_resources, init_state, run_startup
+from replica.settings import BackendSettings
+
+logger = logging.getLogger("replica.backend")
+
+
+class ConfigError(ValueError):
+    """A setting the backend refuses to start with."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    failpoints: Failpoints
+    defects: frozenset[str]
+    handler: Handler
+
+
+def load_config(settings: BackendSettings) -> BackendConfig:
+    try:
+        spec = parse_spec(settings.failpoints)
+    except SpecError as exc:
+        raise ConfigError(f"REPLICA_FAILPOINTS: {exc}") from None
+    try:
+        defects = parse_defects(settings.defects)
+    except SpecError as exc:
+        raise ConfigError(f"REPLICA_DEFECTS: {exc}") from None
+    try:
+        handler = load_handler(settings.handler)
+    except HandlerLoadError as exc:
+        raise ConfigError(f"REPLICA_HANDLER: {exc}") from None
+    return BackendConfig(Failpoints(spec, redis_url=settings.redis_url), defects, handler)
+
+
+def create_app(settings: BackendSettings, config: BackendConfig | None = None) -> FastAPI:
+    config = config or load_config(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
+        app.state.auth_http = httpx.AsyncClient(timeout=settings.auth_timeout_s)
+        logger.info(
+            "backend %s: environment=%s handler=%s startup=%s failpoints=%r defects=%s",
+            app.state.server_id, settings.environment, settings.handler, settings.startup_mode,
+            str(config.failpoints.spec), ",".join(sorted(config.defects)) or "-",
+        )
+        task: asyncio.Task[None] | None = None
+        try:
+            if settings.startup_mode == "blocking":
+                await run_startup(app, settings, config.failpoints)
+            else:
+                task = asyncio.create_task(_background_startup(app, settings, config.failpoints))
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            await app.state.auth_http.aclose()
+            await close_resources(app)
+            logger.info("backend stopped")
+
+    app = FastAPI(title="staging replica backend", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.failpoints = config.failpoints
+    app.state.defects = config.defects
+    app.state.handler_name = settings.handler
+    app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
+    init_state(app, settings, config.failpoints)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Shallow, as in the incident: 200 as soon as the process serves."""
+        return {"status": "healthy"}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        report = app.state.startup_report.to_dict()
+        report["environment"] = settings.environment
+        return JSONResponse(report, status_code=200 if app.state.startup_complete else 503)
+
+    handler = config.handler
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await handler(websocket)
+
+    return app
+
+
+async def _background_startup(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> None:
+    try:
+        await run_startup(app, settings, failpoints)
+    except StartupError as exc:
+        logger.error("background startup failed: %s", exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("background startup failed")

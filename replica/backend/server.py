@@ -1,0 +1,98 @@
+"""Serving the backend: uvicorn (lifespan startup before it listens) or gunicorn
+with one uvicorn worker (binds first, as staging ran it)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from replica.backend.app import BackendConfig, create_app, load_config
+from replica.settings import BackendSettings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+STARTUP_FAILURE = 3  # uvicorn's own exit code when lifespan startup fails
+
+
+def configure_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT, force=True)
+
+
+def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code (0 after a graceful stop).
+
+    Raises :class:`replica.backend.app.ConfigError` before binding if a setting is bad.
+    """
+    config = config or load_config(settings)
+    app = create_app(settings, config)
+    if settings.server == "gunicorn":
+        return _serve_gunicorn(app, settings)
+    return _serve_uvicorn(app, settings)
+
+
+def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ws="websockets",
+            ws_ping_interval=settings.ws_ping_interval_s,
+            ws_ping_timeout=settings.ws_ping_timeout_s,
+            lifespan="on",
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def _worker_class(settings: BackendSettings) -> type:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from uvicorn.workers import UvicornWorker
+
+    class ReplicaUvicornWorker(UvicornWorker):
+        CONFIG_KWARGS = {
+            "loop": "auto",
+            "http": "auto",
+            "ws": "websockets",
+            "lifespan": "on",
+            "ws_ping_interval": settings.ws_ping_interval_s,
+            "ws_ping_timeout": settings.ws_ping_timeout_s,
+            "timeout_graceful_shutdown": 5,
+        }
+
+    return ReplicaUvicornWorker
+
+
+def _serve_gunicorn(app: FastAPI, settings: BackendSettings) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    options: dict[str, Any] = {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": 1,
+        "worker_class": _worker_class(settings),
+        "preload_app": True,
+        "graceful_timeout": 10,
+        "errorlog": "-",
+        "accesslog": None,
+        "loglevel": "info",
+        "proc_name": "replica-backend",
+    }
+
+    class ReplicaGunicorn(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> FastAPI:
+            return app
+
+    ReplicaGunicorn().run()  # the arbiter exits the process itself on a worker boot failure
+    return 0

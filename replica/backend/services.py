@@ -1,0 +1,178 @@
+"""The two services the ``/ws`` route depends on.
+
+- :class:`ThreadService`: threads and their messages in Postgres (asyncpg), so a
+  conversation survives a backend restart.
+- :class:`AgentSupervisor`: connection registry and agent runs recorded in Redis
+  (redis.asyncio); a run emits the five agent events of the incident's protocol.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from replica.backend import messages
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS threads (
+    id          text PRIMARY KEY,
+    user_id     text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id          bigserial PRIMARY KEY,
+    thread_id   text NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+    role        text NOT NULL,
+    content     text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+_SCHEMA_LOCK = 0x7265706C  # advisory lock: two backends starting together do not race on CREATE TABLE
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def create_schema(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await conn.execute(SCHEMA)
+
+
+class ThreadService:
+    def __init__(self, pool: asyncpg.Pool, *, timeout_s: float = 5.0) -> None:
+        self.pool = pool
+        self.timeout_s = timeout_s
+
+    async def create_thread(self, user_id: str, thread_id: str | None = None) -> str:
+        thread_id = thread_id or f"thread_{uuid.uuid4().hex}"
+        async with self.pool.acquire(timeout=self.timeout_s) as conn:
+            await conn.execute(
+                "INSERT INTO threads (id, user_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                thread_id,
+                user_id,
+                timeout=self.timeout_s,
+            )
+        return thread_id
+
+    async def add_message(self, thread_id: str, role: str, content: str) -> None:
+        async with self.pool.acquire(timeout=self.timeout_s) as conn:
+            await conn.execute(
+                "INSERT INTO messages (thread_id, role, content) VALUES ($1, $2, $3)",
+                thread_id,
+                role,
+                content,
+                timeout=self.timeout_s,
+            )
+
+    async def get_thread(self, thread_id: str) -> list[dict[str, str]] | None:
+        """The thread's messages in order, or ``None`` if there is no such thread."""
+        async with self.pool.acquire(timeout=self.timeout_s) as conn:
+            exists = await conn.fetchval("SELECT 1 FROM threads WHERE id = $1", thread_id, timeout=self.timeout_s)
+            if not exists:
+                return None
+            rows = await conn.fetch(
+                "SELECT role, content FROM messages WHERE thread_id = $1 ORDER BY id", thread_id, timeout=self.timeout_s
+            )
+        return [{"role": row["role"], "content": row["content"]} for row in rows]
+
+    async def ping(self) -> None:
+        async with self.pool.acquire(timeout=self.timeout_s) as conn:
+            await conn.fetchval("SELECT 1", timeout=self.timeout_s)
+
+
+def answer_for(content: str) -> str:
+    """The agent's deterministic answer: enough to check a round trip."""
+    words = len(content.split())
+    return f"Received {words} word{'s' if words != 1 else ''}: {content}"
+
+
+class AgentSupervisor:
+    AGENT_NAME = "supervisor_agent"
+    TOOL_NAME = "text_analyzer"
+    RUN_TTL_S = 3600
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def register_connection(self, connection_id: str, user_id: str) -> None:
+        await self.redis.hset("replica:connections", connection_id, user_id)
+
+    async def unregister_connection(self, connection_id: str) -> None:
+        await self.redis.hdel("replica:connections", connection_id)
+
+    async def _record(self, run_id: str, **fields: str) -> None:
+        key = f"replica:run:{run_id}"
+        await self.redis.hset(key, mapping=fields)
+        await self.redis.expire(key, self.RUN_TTL_S)
+
+    async def run_state(self, run_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(f"replica:run:{run_id}")
+        return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()}
+
+    async def run_agent(
+        self,
+        *,
+        user_id: str,
+        content: str,
+        thread_id: str | None,
+        emit: Emit,
+        before_complete: Callable[[str], Awaitable[None]] | None = None,
+    ) -> str:
+        """Run the agent on ``content``, emitting the five events; returns the answer.
+
+        ``before_complete(answer)`` runs before ``agent_completed`` is sent (the
+        route stores the assistant message there), so a client that sees
+        ``agent_completed`` can read the whole thread back.
+        """
+        run_id = f"run_{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        name = self.AGENT_NAME
+        await self._record(run_id, status="running", user_id=user_id, thread_id=thread_id or "")
+        await emit(
+            messages.agent_started(
+                run_id, name, context={"thread_id": thread_id, "user_id": user_id}, message="Processing your request"
+            )
+        )
+        await emit(messages.agent_thinking(run_id, name, reasoning="Reading the request", step_number=1, progress_percentage=25))
+        parameters = {"characters": len(content)}
+        await emit(messages.tool_executing(run_id, name, tool_name=self.TOOL_NAME, parameters=parameters))
+        tool_started = time.perf_counter()
+        answer = answer_for(content)
+        result = {"words": len(content.split()), "characters": len(content)}
+        await emit(
+            messages.tool_completed(
+                run_id, name, tool_name=self.TOOL_NAME, result=result,
+                execution_time_ms=round((time.perf_counter() - tool_started) * 1000, 3),
+            )
+        )
+        if before_complete is not None:
+            await before_complete(answer)
+        await self._record(run_id, status="completed")
+        await emit(
+            messages.agent_completed(
+                run_id, name, result=answer, execution_time_ms=round((time.perf_counter() - started) * 1000, 3),
+                thread_id=thread_id,
+            )
+        )
+        return answer
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+
+async def run_mock_agent(*, user_id: str, content: str, emit: Emit) -> str:
+    """The landed fix's fallback handler: mock agent events, nothing stored."""
+    run_id = f"mock_{uuid.uuid4().hex}"
+    name = "fallback_agent"
+    answer = answer_for(content)
+    await emit(messages.agent_started(run_id, name, context={"user_id": user_id, "degraded": True}, message="Processing (degraded mode)"))
+    await emit(messages.agent_thinking(run_id, name, reasoning="Degraded mode: services unavailable", step_number=1, progress_percentage=50))
+    await emit(messages.tool_executing(run_id, name, tool_name="fallback", parameters={}))
+    await emit(messages.tool_completed(run_id, name, tool_name="fallback", result={"mock": True}, execution_time_ms=0.0))
+    await emit(messages.agent_completed(run_id, name, result=answer, execution_time_ms=0.0, thread_id=None))
+    return answer
