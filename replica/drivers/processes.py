@@ -50,6 +50,7 @@ __all__ = [
     "wait_until_async",
     "port_is_open",
     "sweep_stale_temp_dirs",
+    "ram_temp_root",
     "wait_for_tcp",
     "wait_for_http",
     "TEMP_PREFIX",
@@ -501,24 +502,61 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_MIN_RAM_FREE = 512 * 1024 * 1024
+
+
+def ram_temp_root() -> Path | None:
+    """A RAM-backed directory for scratch data (``/dev/shm``), or None.
+
+    ``REPLICA_RAM_DIR`` overrides it; set it empty to keep everything on disk.
+    None as well when the directory is not writable or has under 512 MiB free
+    (containers often mount a 64 MiB ``/dev/shm``).
+    """
+    configured = os.environ.get("REPLICA_RAM_DIR")
+    if configured == "":
+        return None
+    root = Path(configured or "/dev/shm")
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return None
+    if not os.access(root, os.W_OK | os.X_OK) or stat.f_bavail * stat.f_frsize < _MIN_RAM_FREE:
+        return None
+    return root
+
+
+def _make_owned_temp_dir(prefix: str, base: Path | None = None) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    (path / _OWNER_FILE).write_text(str(os.getpid()))
+    return path
+
+
 def sweep_stale_temp_dirs(base: str | os.PathLike[str] | None = None) -> list[Path]:
     """Remove private temp dirs left by harnesses that were SIGKILLed.
 
+    Looks in ``base`` (default: the system temp dir and :func:`ram_temp_root`).
     Only dirs carrying the owner marker of a :class:`ProcessGroup` whose owner
     process is gone are removed. Returns the removed paths.
     """
-    root = Path(base or tempfile.gettempdir())
+    if base is not None:
+        roots = [Path(base)]
+    else:
+        roots = [Path(tempfile.gettempdir())]
+        ram = ram_temp_root()
+        if ram is not None:
+            roots.append(ram)
     removed: list[Path] = []
-    for path in root.glob(TEMP_PREFIX + "*"):
-        marker = path / _OWNER_FILE
-        try:
-            pid = int(marker.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+    for root in roots:
+        for path in root.glob(TEMP_PREFIX + "*"):
+            marker = path / _OWNER_FILE
+            try:
+                pid = int(marker.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
 
 
@@ -542,7 +580,7 @@ def _signals_deferred() -> Iterator[list[int]]:
 
 
 class ProcessGroup:
-    """Owns started processes and a private temp dir; tears both down on exit.
+    """Owns started processes and private temp dirs; tears them down on exit.
 
     >>> with ProcessGroup() as group:
     ...     proc = group.start(["redis-server", "--port", "0"], name="redis")
@@ -556,8 +594,9 @@ class ProcessGroup:
     def __init__(self, *, prefix: str = TEMP_PREFIX, sweep_stale: bool = True) -> None:
         if sweep_stale:
             sweep_stale_temp_dirs()
-        self.tmp_dir = Path(tempfile.mkdtemp(prefix=prefix))
-        (self.tmp_dir / _OWNER_FILE).write_text(str(os.getpid()))
+        self._prefix = prefix
+        self.tmp_dir = _make_owned_temp_dir(prefix)
+        self._ram_dir: Path | None = None
         self.processes: list[ManagedProcess] = []
         self._cleanups: list[Callable[[], None]] = []
         self._closed = False
@@ -579,6 +618,23 @@ class ProcessGroup:
     def path(self, *parts: str) -> Path:
         """A path inside the group's temp dir (not created)."""
         return self.tmp_dir.joinpath(*parts)
+
+    @property
+    def ram_dir(self) -> Path:
+        """A second private temp dir on RAM-backed storage, for data that is
+        written a lot and thrown away (database files). Falls back to a dir
+        inside :attr:`tmp_dir` when there is no suitable RAM disk. Removed
+        with the group."""
+        if self._ram_dir is None:
+            if self._closed:
+                raise RuntimeError("ProcessGroup is closed")
+            root = ram_temp_root()
+            if root is None:
+                self._ram_dir = self.path("ram")
+                self._ram_dir.mkdir(mode=0o700)
+            else:
+                self._ram_dir = _make_owned_temp_dir(self._prefix, root)
+        return self._ram_dir
 
     def start(
         self,
@@ -637,6 +693,8 @@ class ProcessGroup:
                 process.stop(timeout=timeout)
             except Exception as exc:
                 errors.append(exc)
+        if self._ram_dir is not None:
+            shutil.rmtree(self._ram_dir, ignore_errors=True)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         if errors:
             raise InfrastructureError(

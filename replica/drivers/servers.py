@@ -147,6 +147,13 @@ def _postgres_account() -> _RunAs:
     return _RunAs(name, entry.pw_uid, entry.pw_gid)
 
 
+def _scratch_dir(group: ProcessGroup, name: str, account: _RunAs) -> Path:
+    """A private dir for ``account`` in the group's RAM dir."""
+    ram = group.ram_dir
+    within = group.tmp_dir if group.tmp_dir in ram.parents else ram
+    return _private_dir(ram / f"{name}-{secrets.token_hex(3)}", account, within=within)
+
+
 def _private_dir(path: Path, account: _RunAs, *, within: Path) -> Path:
     """Create ``path`` (mode 0700) owned by ``account``.
 
@@ -310,7 +317,7 @@ def _socket_ready(socket_dir: Path, port: int, database: str, sql: str) -> Calla
 
 def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: _RunAs, timeout: float) -> Path:
     """Run initdb, create the ``replica`` database, return the scratch data dir."""
-    work = _private_dir(group.path(f"pg-template-{secrets.token_hex(4)}"), account, within=group.tmp_dir)
+    work = _scratch_dir(group, "pg-template", account)
     data = work / "data"
     initdb = group.start(
         [
@@ -389,9 +396,10 @@ def start_postgres(
         ensure_port_free(LOOPBACK, port, what="PostgreSQL")
     template = _template_dir(group, binaries, account, timeout)
 
-    base = _private_dir(group.path(f"postgres-{secrets.token_hex(3)}"), account, within=group.tmp_dir)
+    base = _scratch_dir(group, "postgres", account)
     data_dir = base / "data"
-    shutil.copytree(template, data_dir, symlinks=True)
+    # copyfile: no per-file metadata copy; the data dir's own 0700 guards the files.
+    shutil.copytree(template, data_dir, symlinks=True, copy_function=shutil.copyfile)
     data_dir.chmod(0o700)
     account.own(data_dir)
     socket_dir = base

@@ -113,11 +113,11 @@ class _Boom(Exception):
 def test_servers_leave_nothing_behind(ending: str) -> None:
     pids: set[int] = set()
     ports: list[int] = []
-    tmp_dir: Path | None = None
+    dirs: list[Path] = []
     try:
         with ProcessGroup() as group:
-            tmp_dir = group.tmp_dir
             pg = start_postgres(group)
+            dirs = [group.tmp_dir, group.ram_dir, pg.data_dir]
             rd = start_redis(group)
             pids |= {pg.process.pid, rd.process.pid} | descendants(pg.process.pid)
             assert len(pids) > 3  # the postmaster has its background workers
@@ -133,9 +133,18 @@ def test_servers_leave_nothing_behind(ending: str) -> None:
         assert ending == "keyboard-interrupt"
     else:
         assert ending == "normal"
-    assert tmp_dir is not None and not tmp_dir.exists()
+    assert dirs and not any(d.exists() for d in dirs), dirs
     assert not any(pid_alive(p) for p in pids), [p for p in pids if pid_alive(p)]
     assert not any(port_is_open("127.0.0.1", p) for p in ports)
+
+
+def test_postgres_runs_from_disk_without_a_ram_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICA_RAM_DIR", "")
+    with ProcessGroup() as group:
+        pg = start_postgres(group)
+        assert group.tmp_dir in pg.data_dir.parents
+        assert _fetch(pg.url, "SELECT 2 AS two")[0]["two"] == 2
+    assert not pg.data_dir.exists()
 
 
 def test_postgres_stops_cleanly() -> None:
