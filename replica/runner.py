@@ -9,6 +9,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel
 
 from replica.drivers.base import Driver
+from replica.errors import ConfigError
 from replica.fingerprint import Expectation, Fingerprint
 from replica.probe import Observation, ProbeOptions, probe
 from replica.scenarios import ScenarioRun
@@ -54,6 +55,8 @@ async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResul
     async with driver.lane(
         run.backend, toxics=scenario.toxics, down=scenario.down, ready_timeout_s=scenario.ready_timeout_s
     ) as lane:
+        if lane.outcome.refused_settings:
+            raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")
         observation = await probe(lane.base_url, driver.mint_token(), probe_options(run))
         mismatches = run.expect.mismatches(observation.fingerprint)
         log = lane.backend_log() if mismatches else ""

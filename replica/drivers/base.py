@@ -23,6 +23,8 @@ class BackendOutcome:
     ready: bool
     detail: str = ""
     startup_ms: float | None = None
+    #: The backend refused its settings (bad handler, failpoint spec or defect): a usage error.
+    refused_settings: bool = False
 
 
 class Lane(Protocol):

@@ -23,8 +23,9 @@ import httpx
 from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
 from replica.drivers.base import BackendOutcome
-from replica.drivers.processes import ManagedProcess, ProcessGroup, free_port, wait_for_http
+from replica.drivers.processes import ProcessGroup, free_port, wait_for_http
 from replica.drivers.servers import start_postgres, start_redis
+from replica.drivers.spawner import BackendSpawner, ForkedBackend
 from replica.drivers.stack import StackInfo, new_secret
 from replica.errors import InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
@@ -32,6 +33,7 @@ from replica.settings import BackendSettings
 
 Progress = Callable[[str], None]
 BACKEND_STOP_TIMEOUT_S = 3.0
+BACKEND_USAGE_ERROR = 2  # the backend's exit code for a bad setting, before it binds
 
 
 def _hostport(url: str) -> str:
@@ -95,7 +97,7 @@ class LocalLane:
         self.proxies = proxies
         self.base_url = base_url
         self.outcome = BackendOutcome(ready=False, detail="not started")
-        self.process: ManagedProcess | None = None
+        self.process: ForkedBackend | None = None
 
     async def add_toxic(self, toxic: ToxicSpec) -> None:
         await self._client.add_toxic(
@@ -113,7 +115,7 @@ class LocalLane:
         return self.process.log_tail(n_lines) if self.process else ""
 
 
-async def wait_backend(process: ManagedProcess, url: str, timeout: float) -> BackendOutcome:
+async def wait_backend(process: ForkedBackend, url: str, timeout: float) -> BackendOutcome:
     """Wait until the backend answers ``GET /health``, exits, or the timeout runs out."""
     started = time.monotonic()
     deadline = started + timeout
@@ -123,7 +125,8 @@ async def wait_backend(process: ManagedProcess, url: str, timeout: float) -> Bac
             code = process.poll()
             if code is not None:
                 tail = process.log_tail(15).strip().splitlines()
-                return BackendOutcome(False, f"backend exited with code {code}: {tail[-1] if tail else 'no output'}")
+                detail = f"backend exited with code {code}: {tail[-1] if tail else 'no output'}"
+                return BackendOutcome(False, detail, refused_settings=code == BACKEND_USAGE_ERROR)
             try:
                 if (await http.get(url)).status_code == 200:
                     return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
@@ -140,14 +143,20 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, info: StackInfo, group: ProcessGroup, *, max_parallel_lanes: int = 2) -> None:
+    def __init__(
+        self, info: StackInfo, group: ProcessGroup, *, spawner: BackendSpawner | None = None, max_parallel_lanes: int = 2
+    ) -> None:
         self.info = info
         self.group = group
         self.max_parallel_lanes = max_parallel_lanes
+        self.spawner = spawner or BackendSpawner()
+        self.spawner.warm()
 
     @classmethod
     def start(cls, group: ProcessGroup, progress: Progress = lambda _m: None, **kwargs: int) -> "LocalDriver":
-        return cls(start_local_stack(group, progress), group, **kwargs)
+        spawner = BackendSpawner()
+        spawner.warm()  # the fork server imports the backend while the stack starts
+        return cls(start_local_stack(group, progress), group, spawner=spawner, **kwargs)
 
     def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
         return mint_token(self.info.jwt_secret, sub=sub)
@@ -184,7 +193,7 @@ class LocalDriver:
     ) -> AsyncIterator[LocalLane]:
         lane_id = uuid.uuid4().hex[:8]
         created: list[str] = []
-        process: ManagedProcess | None = None
+        process: ForkedBackend | None = None
         async with AsyncToxiproxyClient(self.info.toxiproxy_url, timeout=5.0) as client:
             try:
                 ports: dict[str, int] = {}
@@ -205,11 +214,10 @@ class LocalDriver:
                 for hop in (d for d in down if d.when == "before_start"):
                     await lane.set_down(hop)
                 settings = self.backend_settings(backend, backend_port, ports)
-                process = self.group.start(
-                    [sys.executable, "-m", "replica.backend"],
-                    name=f"backend-{lane_id}",
-                    env=_python_env(settings.to_env()),
+                process = self.spawner.spawn(
+                    _python_env(settings.to_env()), self.group.path("logs", f"backend-{lane_id}.log"), f"backend-{lane_id}"
                 )
+                self.group.add_cleanup(process.stop)
                 lane.process = process
                 lane.outcome = await wait_backend(process, f"http://127.0.0.1:{backend_port}/health", ready_timeout_s)
                 if lane.outcome.ready:

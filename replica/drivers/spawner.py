@@ -1,0 +1,105 @@
+"""Fast backend starts: fork from a process that has already imported the backend.
+
+Importing FastAPI, uvicorn, asyncpg and redis-py costs most of a second; a
+scenario needs a fresh backend process per run. :class:`BackendSpawner` keeps a
+``multiprocessing`` fork server with those modules preloaded, and each backend is
+a fork of it running exactly what ``python -m replica.backend`` runs, with its
+own environment, its own process group and its output in a log file. A backend
+dies with the fork server, and the fork server with the harness.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import signal
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Mapping
+
+PRELOAD = ["replica.backend.__main__", "replica.backend.server", "uvicorn.protocols.websockets.websockets_impl"]
+_PR_SET_PDEATHSIG = 1
+
+
+def _child(env: dict[str, str], log_path: str) -> None:
+    """Runs in the fork: become a process group, log to the file, serve."""
+    os.setsid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: best effort
+        pass
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    from replica.backend.__main__ import main
+
+    sys.exit(main())
+
+
+class ForkedBackend:
+    """One backend process; the same surface the driver uses of a managed process."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, name: str, log_path: Path) -> None:
+        self._process = process
+        self.name = name
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def log_tail(self, n_lines: int = 40) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
+                data = fh.read()
+        except OSError:
+            return ""
+        return "\n".join(deque(data.decode("utf-8", errors="replace").splitlines(), maxlen=n_lines))
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            try:  # not yet its own group leader
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM the group, wait, then SIGKILL it. Idempotent."""
+        if self._process.exitcode is None:
+            self._signal_group(signal.SIGTERM)
+            self._process.join(timeout)
+        self._signal_group(signal.SIGKILL)  # workers a gunicorn master left behind, too
+        self._process.join(timeout)
+        return self._process.exitcode
+
+
+class BackendSpawner:
+    def __init__(self) -> None:
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
+
+    def warm(self) -> None:
+        """Start the fork server now (it imports the backend once)."""
+        multiprocessing.forkserver.ensure_running()
+
+    def spawn(self, env: Mapping[str, str], log_path: Path, name: str) -> ForkedBackend:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        process = self._ctx.Process(target=_child, args=(dict(env), str(log_path)), name=name, daemon=True)
+        process.start()
+        return ForkedBackend(process, name, log_path)

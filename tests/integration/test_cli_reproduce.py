@@ -1,0 +1,64 @@
+"""The product's main job, end to end, through the command a user types."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.cli_support import REPO, run_replica
+
+pytestmark = pytest.mark.slow
+
+
+def test_reproduce_1011_shows_the_seed_failure_and_tells_causes_apart(tmp_path):
+    report_path = tmp_path / "reproduce.json"
+    result = run_replica("reproduce", "1011", "--json", str(report_path), state_dir=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Reproduced seed-1011" in result.stdout
+    assert "CONNECTION CLOSED" in result.stdout and "Close reason: Internal error" in result.stdout
+
+    report = json.loads(report_path.read_text())
+    runs = {r["name"]: r for r in report["scenarios"]}
+    seed = runs["seed-1011"]["observed"]
+    assert seed["handshake"] == "accepted" and seed["welcome"] is False
+    assert (seed["close_code"], seed["close_reason"]) == (1011, "Internal error")
+    assert seed["close_after_ms"] < 200
+    assert all(r["verdict"] == "pass" for r in report["scenarios"])
+
+    # The seed's hypotheses leave other fingerprints: a different reason or a welcome.
+    assert runs["supervisor-missing"]["observed"]["close_reason"] == "Service unavailable"
+    assert runs["startup-never-completes"]["observed"]["close_reason"] == "Service startup incomplete"
+    assert runs["startup-never-completes"]["observed"]["close_after_ms"] >= 1000
+    assert runs["startup-incomplete-e2e-test"]["observed"]["welcome"] is True
+
+    # The seed's fix does not cure the real cause; the landed and recommended ones do.
+    assert runs["seed-1011@seed-fix"]["observed"]["close_reason"] == "Internal error"
+    assert runs["seed-1011@landed-fix"]["observed"]["pong"] is True
+    assert runs["seed-1011@recommended"]["observed"]["pong"] is True
+    assert runs["supervisor-missing@recommended"]["observed"]["handshake"] == "http_503"
+    assert {r["driver"] for r in report["scenarios"]} == {"local"}
+
+
+def test_scenarios_run_with_a_users_own_handler(tmp_path):
+    """A developer's handler is loaded from where they stand and held to the recommended outcome."""
+    result = run_replica(
+        "scenarios", "run", "seed-1011", "supervisor-missing", "--handler", "my_handler:websocket_endpoint",
+        "--json", str(tmp_path / "mine.json"), state_dir=tmp_path, cwd=REPO / "examples",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = {r["name"]: r for r in json.loads((tmp_path / "mine.json").read_text())["scenarios"]}
+    assert runs["seed-1011@my_handler:websocket_endpoint"]["observed"]["pong"] is True
+    assert runs["supervisor-missing@my_handler:websocket_endpoint"]["observed"]["handshake"] == "http_503"
+
+
+def test_unknown_scenario_is_a_usage_error(tmp_path):
+    result = run_replica("scenarios", "run", "no-such-scenario", state_dir=tmp_path)
+    assert result.returncode == 2
+    assert "unknown scenario 'no-such-scenario'" in result.stderr
+
+
+def test_bad_handler_is_an_error_that_names_it(tmp_path):
+    result = run_replica("scenarios", "run", "healthy", "--handler", "nonexistent_mod:fn", state_dir=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the backend refused its settings" in result.stderr and "nonexistent_mod" in result.stderr

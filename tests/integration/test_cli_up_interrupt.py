@@ -1,0 +1,82 @@
+"""Ctrl-C during `replica up` leaves no process, listening port or temp dir behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.cli_support import REPO, alive, cli_env, descendants, listening_ports, listening_ports_of, replica_argv
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)  # polling a bounded wait on another process
+
+
+def _start_up(state_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        replica_argv("up"), cwd=REPO, env=cli_env(state_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _interrupt_and_check(proc: subprocess.Popen[str], tree: set[int], ports: set[int]) -> str:
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    leftovers = {pid for pid in tree if alive(pid)}
+    assert not leftovers, f"processes left behind: {leftovers}\n{output}"
+    assert not (ports & listening_ports()), f"ports still listening: {ports & listening_ports()}"
+    return output
+
+
+def test_ctrl_c_once_up_stops_everything(tmp_path):
+    proc = _start_up(tmp_path)
+    state = tmp_path / "stack.json"
+    try:
+        _wait_for(state.exists, 90, "the stack state file")
+        info = json.loads(state.read_text())
+        ports = {urlsplit(info[k]).port for k in ("postgres_url", "redis_url", "auth_url", "toxiproxy_url", "backend_url")}
+        tree = descendants(proc.pid)
+        assert len(tree) >= 5  # postgres, redis, auth, proxy, backend (and the fork server)
+        assert ports <= listening_ports_of(tree)
+        tmp_dir = Path(info["tmp_dir"])
+        assert tmp_dir.exists()
+        output = _interrupt_and_check(proc, tree, {p for p in ports if p})
+        assert "stopped" in output
+        assert not tmp_dir.exists()
+        assert not state.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ctrl_c_while_starting_stops_everything(tmp_path):
+    proc = _start_up(tmp_path)
+    try:
+        seen: list[int] = []
+
+        def some_children_started() -> bool:
+            seen[:] = sorted(descendants(proc.pid))
+            return len(seen) >= 2
+
+        _wait_for(some_children_started, 60, "the first services to start")
+        tree = descendants(proc.pid)
+        ports = listening_ports_of(tree)
+        _interrupt_and_check(proc, tree, ports)
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
