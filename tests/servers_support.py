@@ -11,6 +11,8 @@ or list ``"tests.servers_support"`` in ``pytest_plugins``. Both servers share on
 from __future__ import annotations
 
 import os
+import select
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +27,7 @@ __all__ = [
     "redis_server",
     "pid_alive",
     "descendants",
+    "read_line",
 ]
 
 
@@ -77,3 +80,11 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 stack.append(child)
     return found
+
+
+def read_line(proc: "subprocess.Popen[str]", timeout: float) -> str:
+    """One line of ``proc``'s stdout, failing if none comes within ``timeout``."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output from pid {proc.pid} within {timeout}s"
+    return proc.stdout.readline()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from replica.drivers.processes import (
     wait_until,
 )
 from replica.errors import InfrastructureError
-from tests.servers_support import pid_alive
+from tests.servers_support import pid_alive, read_line
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -202,13 +201,6 @@ def test_group_stops_processes_in_reverse_start_order(tmp_path: Path) -> None:
     assert record.read_text().split() == ["third", "second", "first"]
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, f"no output from harness within {timeout}s"
-    return proc.stdout.readline()
-
-
 # A harness that owns a group with two children: one started from the main
 # thread, one from a worker thread that has already finished.
 HARNESS = textwrap.dedent(
@@ -237,7 +229,7 @@ def _start_harness() -> tuple[subprocess.Popen[str], list[int], Path]:
         [PY, "-c", HARNESS], cwd=REPO, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    info = json.loads(_read_line(harness, 20.0))
+    info = json.loads(read_line(harness, 20.0))
     return harness, info["pids"], Path(info["tmp"])
 
 
@@ -248,7 +240,7 @@ def test_signal_to_harness_tears_everything_down(sig: int) -> None:
         assert all(pid_alive(p) for p in pids)  # the worker thread's child outlived its thread
         harness.send_signal(sig)
         assert harness.wait(timeout=15) == 130
-        assert _read_line(harness, 1.0).strip() == "interrupted"
+        assert read_line(harness, 1.0).strip() == "interrupted"
         assert not tmp_dir.exists()
         _wait_gone(set(pids))
     finally:

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import redis
 
-from replica.drivers.processes import ProcessGroup, port_is_open, wait_until
+from replica.drivers.processes import ProcessGroup, port_is_open, sweep_stale_temp_dirs, wait_until
 from replica.drivers.servers import (
     PostgresServer,
     RedisServer,
@@ -26,7 +26,14 @@ from replica.drivers.servers import (
     start_redis,
 )
 from replica.errors import InfrastructureError
-from tests.servers_support import descendants, pid_alive, postgres_server, redis_server, server_group  # noqa: F401
+from tests.servers_support import (  # noqa: F401 - fixtures
+    descendants,
+    pid_alive,
+    postgres_server,
+    read_line,
+    redis_server,
+    server_group,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -263,3 +270,38 @@ def test_concurrent_cold_starts_share_one_cache(tmp_path: Path) -> None:
     assert outputs == [{"one": 1}, {"one": 1}]
     entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(entries) == 1 and entries[0].startswith("postgres-"), entries
+
+
+KILLED_HARNESS = textwrap.dedent(
+    """
+    import json, time
+    from replica.drivers.processes import ProcessGroup
+    from replica.drivers.servers import start_postgres, start_redis
+    with ProcessGroup() as group:
+        pg = start_postgres(group)
+        rd = start_redis(group)
+        print(json.dumps({"pids": [pg.process.pid, rd.process.pid],
+                          "dirs": [str(group.tmp_dir), str(group.ram_dir)]}), flush=True)
+        time.sleep(120)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_sigkilled_harness_takes_its_servers_down() -> None:
+    harness = subprocess.Popen(
+        [sys.executable, "-c", KILLED_HARNESS], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        info = json.loads(read_line(harness, 60.0))
+        pids = set(info["pids"]) | descendants(info["pids"][0])
+        assert all(pid_alive(p) for p in pids)
+        harness.kill()
+        harness.wait(timeout=5)
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 15.0, what="the servers to die with the harness")
+        removed = sweep_stale_temp_dirs(Path(info["dirs"][0]).parent) + sweep_stale_temp_dirs(Path(info["dirs"][1]).parent)
+        assert {str(p) for p in removed} >= set(info["dirs"])
+    finally:
+        harness.kill()
+        harness.wait(timeout=5)
