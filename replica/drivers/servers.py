@@ -10,9 +10,19 @@ then runs as an unprivileged account (``nobody``, or ``REPLICA_POSTGRES_USER``)
 that owns its data dir; the harness itself stays root.
 
 ``initdb`` is slow, so one initialised data dir per server version is cached
-under ``~/.cache/staging-replica/`` (``REPLICA_CACHE_DIR`` overrides) and copied
-for every run. The cache is built in a scratch dir and renamed into place, so
-concurrent first runs are safe.
+under ``~/.cache/staging-replica/`` and copied for every run (to a RAM disk when
+there is one, see :attr:`ProcessGroup.ram_dir`). The cache is built in a scratch
+dir and renamed into place, so concurrent first runs are safe.
+
+Environment overrides:
+
+============================  ===============================================
+``REPLICA_POSTGRES_BIN_DIR``  directory with ``initdb`` and ``postgres``
+``REPLICA_POSTGRES_USER``     account PostgreSQL runs as under root (``nobody``)
+``REPLICA_REDIS_SERVER``      path of the ``redis-server`` binary
+``REPLICA_CACHE_DIR``         template cache (``$XDG_CACHE_HOME/staging-replica``)
+``REPLICA_RAM_DIR``           RAM-backed scratch root (``/dev/shm``; empty: none)
+============================  ===============================================
 """
 
 from __future__ import annotations
@@ -130,6 +140,24 @@ class _RunAs:
         for root, dirs, files in os.walk(path):
             for name in dirs + files:
                 os.lchown(os.path.join(root, name), self.uid, self.gid)
+
+
+def _check_account_can_run(binaries: PostgresBinaries, account: _RunAs) -> None:
+    """Fail clearly if the unprivileged account cannot execute the binaries."""
+    if account.user is None:
+        return
+    try:
+        subprocess.run(
+            [str(binaries.postgres), "--version"], capture_output=True, timeout=10, check=True,
+            user=account.uid, group=account.gid, extra_groups=[], cwd="/",
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InfrastructureError(
+            f"PostgreSQL refuses to run as root, so it runs as {account.user!r}, but that "
+            f"account cannot execute {binaries.postgres} ({exc}). Make its parent "
+            f"directories searchable by others (chmod o+x), install the binaries outside a "
+            f"private home directory, or set REPLICA_POSTGRES_USER / REPLICA_POSTGRES_BIN_DIR."
+        ) from exc
 
 
 def _postgres_account() -> _RunAs:
@@ -392,6 +420,7 @@ def start_postgres(
     """
     binaries = find_postgres_binaries()
     account = _postgres_account()
+    _check_account_can_run(binaries, account)
     if port is not None:
         ensure_port_free(LOOPBACK, port, what="PostgreSQL")
     template = _template_dir(group, binaries, account, timeout)
@@ -420,10 +449,15 @@ def start_postgres(
                 timeout, process=process, what=f"PostgreSQL on {LOOPBACK}:{this_port} to accept connections",
                 retry_on=_pg_retryable(),
             )
-        except InfrastructureError:
+        except InfrastructureError as exc:
             process.stop()
             if attempt + 1 < attempts and _ADDRESS_IN_USE.search(process.log_tail(20)):
                 continue
+            if process.returncode not in (None, 0) and not _ADDRESS_IN_USE.search(process.log_tail(20)):
+                raise InfrastructureError(
+                    f"{exc}\nIf the cached template data dir {template} is damaged, delete it; "
+                    f"the next start rebuilds it."
+                ) from exc
             raise
         server = PostgresServer(
             host=LOOPBACK, port=this_port, user=PG_USER, password=password,

@@ -211,6 +211,7 @@ def test_failed_postgres_start_shows_the_server_log(
     message = str(info.value)
     assert "postgres exited with code" in message
     assert "pg_control" in message  # from the server's own log
+    assert f"cached template data dir {broken} is damaged, delete it" in message
 
 
 # --------------------------------------------------------------------- cache
@@ -305,3 +306,19 @@ def test_sigkilled_harness_takes_its_servers_down() -> None:
     finally:
         harness.kill()
         harness.wait(timeout=5)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root has to drop privileges")
+def test_binaries_the_unprivileged_account_cannot_reach(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from replica.drivers.servers import find_postgres_binaries
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "bin").symlink_to(find_postgres_binaries().bin_dir)
+    monkeypatch.setenv("REPLICA_POSTGRES_BIN_DIR", str(private / "bin"))
+    with ProcessGroup() as group, pytest.raises(InfrastructureError) as info:
+        start_postgres(group)
+    message = str(info.value)
+    assert "PostgreSQL refuses to run as root, so it runs as 'nobody'" in message
+    assert "chmod o+x" in message
+    assert not group.processes
