@@ -2,7 +2,7 @@
 # bookworm), for machines where no container registry answers.
 # Honours the official image's POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB /
 # POSTGRES_HOST_AUTH_METHOD / PGDATA and /docker-entrypoint-initdb.d, and ships
-# pg_isready.
+# pg_isready. Starts as root like the official image and drops to postgres.
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_IMAGE}
 ARG PG_MAJOR=15
@@ -20,7 +20,6 @@ ENV PATH=/usr/lib/postgresql/${PG_MAJOR}/bin:$PATH \
     PGDATA=/var/lib/postgresql/data \
     LANG=C.UTF-8
 COPY docker/postgres/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
-USER postgres
 VOLUME /var/lib/postgresql/data
 EXPOSE 5432
 STOPSIGNAL SIGINT

@@ -16,9 +16,13 @@ if [[ ${1:-} != postgres ]]; then
     exec "$@"
 fi
 
+# As the official image: started as root, prepare the data directory (it may be
+# a fresh tmpfs or volume owned by root), then drop to the postgres user.
 if [[ $(id -u) == 0 ]]; then
-    log "ERROR: run this image as the postgres user (it is the image's default USER)"
-    exit 1
+    mkdir -p "$PGDATA" /var/run/postgresql
+    chown -R postgres:postgres "$PGDATA" /var/run/postgresql
+    chmod 700 "$PGDATA"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 : "${POSTGRES_USER:=postgres}"
