@@ -10,13 +10,15 @@ Building blocks of the local driver:
 * :func:`wait_until`, :func:`wait_for_tcp` and :func:`wait_for_http` poll for
   readiness with short bounded intervals, fail at once if the watched process
   exits, and fail with a precise message on timeout.
-* :class:`ProcessGroup` owns started processes and a private temp dir and tears
-  both down on exit, in reverse start order, also after an exception or Ctrl-C.
+* :class:`ProcessGroup` owns started processes and private temp dirs and tears
+  them down on exit, in reverse start order, also after an exception or Ctrl-C.
+  Dirs left by a SIGKILLed harness are swept by the next group.
 * :func:`install_sigterm_handler` makes SIGTERM behave like Ctrl-C.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -84,6 +86,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def ensure_port_free(host: str, port: int, *, what: str = "server") -> None:
     """Raise :class:`InfrastructureError` if ``host:port`` cannot be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: a port held only by TIME_WAIT connections is usable.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -585,10 +589,8 @@ class ProcessGroup:
     >>> with ProcessGroup() as group:
     ...     proc = group.start(["redis-server", "--port", "0"], name="redis")
 
-    Teardown stops processes in reverse start order and removes the temp dir,
-    whether the body returned, raised or was interrupted by Ctrl-C. A Ctrl-C
-    that arrives during teardown is held until teardown is finished and then
-    raised.
+    Teardown stops processes in reverse start order and removes the temp dirs,
+    whether the body returned, raised or was interrupted by Ctrl-C.
     """
 
     def __init__(self, *, prefix: str = TEMP_PREFIX, sweep_stale: bool = True) -> None:
@@ -600,6 +602,7 @@ class ProcessGroup:
         self.processes: list[ManagedProcess] = []
         self._cleanups: list[Callable[[], None]] = []
         self._closed = False
+        atexit.register(self.close)
 
     def __enter__(self) -> "ProcessGroup":
         return self
@@ -610,10 +613,7 @@ class ProcessGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with _signals_deferred() as received:
-            self.close()
-        if received and exc_type is None:
-            raise KeyboardInterrupt
+        self.close()
 
     def path(self, *parts: str) -> Path:
         """A path inside the group's temp dir (not created)."""
@@ -678,10 +678,22 @@ class ProcessGroup:
         self._cleanups.append(callback)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop every process (reverse start order) and remove the temp dir."""
+        """Stop every process (reverse start order) and remove the temp dirs.
+
+        Idempotent. Also runs at interpreter exit if nobody called it. Ctrl-C or
+        SIGTERM during teardown is held until teardown is done, then raised as
+        :class:`KeyboardInterrupt`.
+        """
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
+        with _signals_deferred() as received:
+            self._teardown(timeout)
+        if received:
+            raise KeyboardInterrupt(f"received signal {received[0]} during teardown")
+
+    def _teardown(self, timeout: float) -> None:
         errors: list[BaseException] = []
         for callback in reversed(self._cleanups):
             try:

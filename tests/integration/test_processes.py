@@ -282,3 +282,84 @@ def test_process_started_from_a_finished_thread_stays_alive(tmp_path: Path) -> N
     _wait_log(proc, "ready")
     assert proc.poll() is None
     assert proc.stop() == -signal.SIGTERM
+
+
+UNCLOSED = textwrap.dedent(
+    """
+    import json, sys
+    from replica.drivers.processes import ProcessGroup
+    group = ProcessGroup()
+    child = group.start([sys.executable, "-c", "import time; time.sleep(120)"], name="child")
+    print(json.dumps({"pid": child.pid, "tmp": str(group.tmp_dir)}), flush=True)
+    sys.stdin.readline()  # exits without closing the group
+    """
+)
+
+
+def test_a_group_nobody_closed_is_torn_down_at_exit() -> None:
+    harness = subprocess.Popen(
+        [PY, "-c", UNCLOSED], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        info = json.loads(read_line(harness, 20.0))
+        assert pid_alive(info["pid"])
+        assert harness.stdin is not None
+        harness.stdin.close()
+        assert harness.wait(timeout=15) == 0
+        _wait_gone({info["pid"]})
+        assert not Path(info["tmp"]).exists()
+    finally:
+        harness.kill()
+        harness.wait(timeout=5)
+
+
+# The child takes a while to stop; a second signal arrives during teardown.
+SLOW_STOP = textwrap.dedent(
+    """
+    import json, sys, textwrap
+    from replica.drivers.processes import ProcessGroup, install_sigterm_handler, wait_until
+    record = sys.argv[1]
+    child_code = textwrap.dedent('''
+        import signal, sys, time
+        def stop(signum, frame):
+            open(sys.argv[1], "a").write("stopping\\\\n")
+            time.sleep(1.5)  # a slow, orderly shutdown
+            open(sys.argv[1], "a").write("stopped\\\\n")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        print("ready", flush=True)
+        time.sleep(120)
+    ''')
+    install_sigterm_handler()
+    try:
+        with ProcessGroup() as group:
+            child = group.start([sys.executable, "-c", child_code, record], name="slow")
+            wait_until(lambda: "ready" in child.log_tail(), 10.0, process=child, what="the child's handler")
+            print(json.dumps({"pid": child.pid, "tmp": str(group.tmp_dir)}), flush=True)
+            sys.stdin.readline()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    """
+)
+
+
+def test_ctrl_c_during_teardown_does_not_cut_it_short(tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    harness = subprocess.Popen(
+        [PY, "-c", SLOW_STOP, str(record)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        info = json.loads(read_line(harness, 20.0))
+        harness.send_signal(signal.SIGTERM)  # teardown begins
+        wait_until(lambda: record.exists() and "stopping" in record.read_text(), 10.0,
+                   what="the child to start stopping")
+        harness.send_signal(signal.SIGINT)  # Ctrl-C while the child is still stopping
+        assert harness.wait(timeout=15) == 130
+        assert record.read_text().split() == ["stopping", "stopped"]
+        assert not pid_alive(info["pid"])
+        assert not Path(info["tmp"]).exists()
+    finally:
+        harness.kill()
+        harness.wait(timeout=5)
