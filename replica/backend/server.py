@@ -4,6 +4,7 @@ with one uvicorn worker (binds first, as staging ran it)."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from typing import Any
@@ -48,7 +49,16 @@ def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
             timeout_graceful_shutdown=5,
         )
     )
-    server.run()
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these
+    # handlers in place that re-raise is absorbed and the process exits 0.
+    stop_signals: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0 if server.started else STARTUP_FAILURE
 
 
