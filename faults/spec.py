@@ -23,6 +23,15 @@ Actions:
     a synchronous redis-py ``GET`` on the event loop, through the backend's
     Redis URL: with Redis hung behind the fault proxy it blocks the whole loop.
 
+Where the points sit: ``startup.*`` at the start of each startup phase
+(``startup.dependencies`` is the auth-config phase; ``supervisor`` and
+``thread_service`` inside SERVICES). In the handlers: ``ws.accept`` just before
+``accept()``, ``ws.auth`` before authentication, ``ws.auth_log`` on the auth debug
+log line, ``ws.startup_wait`` before the startup wait (the readiness check in
+``recommended``), ``ws.dependency_check`` before the service check, ``ws.welcome``
+before the welcome is sent, ``ws.message_loop`` on every client message received.
+A user's own handler hits only the points it calls itself.
+
 Every error names the bad part: ``unknown failpoint 'ws.autth' (known: ...)``.
 """
 

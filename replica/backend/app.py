@@ -33,6 +33,18 @@ class ConfigError(ValueError):
     """A setting the backend refuses to start with."""
 
 
+class StartupInterrupted(RuntimeError):
+    """A stop was requested (SIGTERM) while a blocking startup was still running."""
+
+
+def request_stop(app: FastAPI) -> None:
+    """Ask a blocking startup in progress to give up (safe to call from a signal handler)."""
+    loop = getattr(app.state, "loop", None)
+    event = getattr(app.state, "stop_requested", None)
+    if loop is not None and event is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(event.set)
+
+
 @dataclass(frozen=True)
 class BackendConfig:
     failpoints: Failpoints
@@ -68,10 +80,12 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
             app.state.server_id, settings.environment, settings.handler, settings.startup_mode,
             str(config.failpoints.spec), ",".join(sorted(config.defects)) or "-",
         )
+        app.state.loop = asyncio.get_running_loop()
+        app.state.stop_requested = asyncio.Event()
         task: asyncio.Task[None] | None = None
         try:
             if settings.startup_mode == "blocking":
-                await run_startup(app, settings, config.failpoints)
+                await _blocking_startup(app, settings, config.failpoints)
             else:
                 task = asyncio.create_task(_background_startup(app, settings, config.failpoints))
             yield
@@ -110,6 +124,22 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
         await handler(websocket)
 
     return app
+
+
+async def _blocking_startup(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> None:
+    """Await the startup before serving; a stop request abandons it."""
+    startup = asyncio.create_task(run_startup(app, settings, failpoints))
+    stop = asyncio.create_task(app.state.stop_requested.wait())
+    try:
+        await asyncio.wait({startup, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not startup.done():
+        startup.cancel()
+        with contextlib.suppress(BaseException):
+            await startup
+        raise StartupInterrupted("stop requested before startup completed")
+    startup.result()
 
 
 async def _background_startup(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from replica.backend.app import BackendConfig, create_app, load_config
+from replica.backend.app import BackendConfig, create_app, load_config, request_stop
 from replica.settings import BackendSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -35,8 +35,22 @@ def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int
     return _serve_uvicorn(app, settings)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, also telling a blocking startup in progress to give up on SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+        self.signalled = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.signalled = True
+        request_stop(self._app)
+        super().handle_exit(sig, frame)
+
+
 def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=settings.host,
@@ -47,7 +61,8 @@ def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
             lifespan="on",
             log_config=None,
             timeout_graceful_shutdown=5,
-        )
+        ),
+        app,
     )
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these
     # handlers in place that re-raise is absorbed and the process exits 0.
@@ -56,10 +71,13 @@ def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run()
+    except SystemExit as exc:  # uvicorn's sys.exit(3) when lifespan startup fails
+        if not server.signalled:
+            return exc.code if isinstance(exc.code, int) else STARTUP_FAILURE
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0 if server.started else STARTUP_FAILURE
+    return 0 if server.started or server.signalled else STARTUP_FAILURE
 
 
 def _worker_class(settings: BackendSettings) -> type:

@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from replica.backend import messages
 
@@ -34,6 +37,45 @@ CREATE TABLE IF NOT EXISTS messages (
 _SCHEMA_LOCK = 0x7265706C  # advisory lock: two backends starting together do not race on CREATE TABLE
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncio.TimeoutError,
+    OSError,
+)
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, asyncio.TimeoutError, OSError)
+
+
+class DependencyUnavailable(RuntimeError):
+    """A dependency failed or timed out while serving (readiness lost, not a bug)."""
+
+    def __init__(self, dependency: str, cause: BaseException) -> None:
+        super().__init__(f"{dependency} unavailable: {type(cause).__name__}: {cause}")
+        self.dependency = dependency
+
+
+def _unavailable_on(dependency: str, errors: tuple[type[BaseException], ...]) -> Callable[[_F], _F]:
+    """Turn the dependency's connection errors and timeouts into :class:`DependencyUnavailable`."""
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except errors as exc:
+                raise DependencyUnavailable(dependency, exc) from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+_database = _unavailable_on("database", POSTGRES_ERRORS)
+_redis = _unavailable_on("redis", REDIS_ERRORS)
 
 
 async def create_schema(pool: asyncpg.Pool) -> None:
@@ -48,6 +90,7 @@ class ThreadService:
         self.pool = pool
         self.timeout_s = timeout_s
 
+    @_database
     async def create_thread(self, user_id: str, thread_id: str | None = None) -> str:
         thread_id = thread_id or f"thread_{uuid.uuid4().hex}"
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
@@ -59,6 +102,7 @@ class ThreadService:
             )
         return thread_id
 
+    @_database
     async def add_message(self, thread_id: str, role: str, content: str) -> None:
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
             await conn.execute(
@@ -69,6 +113,7 @@ class ThreadService:
                 timeout=self.timeout_s,
             )
 
+    @_database
     async def get_thread(self, thread_id: str) -> list[dict[str, str]] | None:
         """The thread's messages in order, or ``None`` if there is no such thread."""
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
@@ -80,6 +125,7 @@ class ThreadService:
             )
         return [{"role": row["role"], "content": row["content"]} for row in rows]
 
+    @_database
     async def ping(self) -> None:
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
             await conn.fetchval("SELECT 1", timeout=self.timeout_s)
@@ -99,17 +145,21 @@ class AgentSupervisor:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
 
+    @_redis
     async def register_connection(self, connection_id: str, user_id: str) -> None:
         await self.redis.hset("replica:connections", connection_id, user_id)
 
+    @_redis
     async def unregister_connection(self, connection_id: str) -> None:
         await self.redis.hdel("replica:connections", connection_id)
 
+    @_redis
     async def _record(self, run_id: str, **fields: str) -> None:
         key = f"replica:run:{run_id}"
         await self.redis.hset(key, mapping=fields)
         await self.redis.expire(key, self.RUN_TTL_S)
 
+    @_redis
     async def run_state(self, run_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(f"replica:run:{run_id}")
         return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()}
@@ -161,6 +211,7 @@ class AgentSupervisor:
         )
         return answer
 
+    @_redis
     async def ping(self) -> None:
         await self.redis.ping()
 

@@ -478,6 +478,16 @@ def test_blocking_startup_failure_exits_nonzero_without_serving(stack: Stack, st
     assert not port_is_open("127.0.0.1", backend.port)
 
 
+def test_sigterm_during_a_hung_blocking_startup_exits_0(stack: Stack, start_backend) -> None:
+    backend = start_backend(wait=False, failpoints="startup.finalize=hang")
+    wait_until(lambda: "failpoint startup.finalize: hang" in backend.process.log_tail(100), 30,
+               process=backend.process, what="the startup to hang")
+    assert not port_is_open("127.0.0.1", backend.port)
+    started = time.monotonic()
+    assert backend.stop() == 0
+    assert time.monotonic() - started < 5
+
+
 def test_background_startup_failure_shows_in_readiness(stack: Stack, start_backend) -> None:
     backend = start_backend(handler="recommended", startup_mode="background",
                             failpoints="startup.cache=raise(TimeoutError: redis timed out)")

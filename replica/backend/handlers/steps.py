@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from faults.failpoints import Failpoints
 from replica.backend import messages
 from replica.backend.auth_client import choose_subprotocol, offered_subprotocols
-from replica.backend.services import AgentSupervisor, ThreadService, run_mock_agent
+from replica.backend.services import AgentSupervisor, DependencyUnavailable, ThreadService, run_mock_agent
 from replica.settings import BackendSettings
 
 logger = logging.getLogger("replica.ws")
@@ -164,12 +164,12 @@ async def wait_for_startup(conn: Connection, timeout_s: float) -> bool:
 
 def dependency_of(exc: BaseException) -> str | None:
     """Which dependency an exception says is unavailable, or None for anything else (a bug)."""
+    if isinstance(exc, DependencyUnavailable):
+        return exc.dependency
     if isinstance(exc, redis.exceptions.RedisError):
         return "redis"
-    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.exceptions.QueryCanceledError)):
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
         return "database"
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError)):
-        return "dependency"
     return None
 
 
