@@ -1,0 +1,176 @@
+"""The compose driver: lanes of backend containers on a compose stack, the same
+interface as the local driver, and nothing of the project left after close,
+a failed start or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake
+
+from replica.drivers.compose import LANE_LABEL, PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
+from replica.errors import InfrastructureError
+from replica.scenarios import BackendSpec, HopDown
+from tests.docker.conftest import REPO, _run, new_project_name
+
+pytestmark = pytest.mark.docker
+
+NOTHING = {"containers": [], "networks": [], "volumes": []}
+
+
+@pytest.fixture(scope="module")
+def driver(images: dict[str, str]):
+    project = new_project_name()
+    drv = ComposeDriver.start(project=project, max_parallel_lanes=2)
+    try:
+        yield drv
+    finally:
+        drv.close()
+        left = project_resources(project)
+        sweep_project(project)
+        assert left == NOTHING, f"close() left {left}"
+
+
+async def _welcome(base_url: str, token: str) -> dict:
+    url = "ws://" + base_url.removeprefix("http://") + "/ws"
+    async with connect(
+        url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10, close_timeout=2, ping_interval=None
+    ) as ws:
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+            if message.get("type") == "system_message":
+                return message
+
+
+def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
+    assert driver.toxiproxy_url.startswith("http://127.0.0.1:")
+    out = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={driver.project}", "--format", "{{.Ports}}"], timeout=30)
+    for ports in out.stdout.split():
+        for mapping in ports.split(","):
+            if "->" in mapping:
+                assert mapping.strip().startswith("127.0.0.1:"), mapping
+
+
+def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
+    async def scenario() -> tuple[object, dict]:
+        async with driver.lane(BackendSpec(), ready_timeout_s=60) as lane:
+            assert lane.outcome.ready, lane.outcome.detail + "\n" + lane.backend_log()
+            return lane.outcome, await _welcome(lane.base_url, driver.mint_token())
+
+    outcome, welcome = asyncio.run(scenario())
+    assert welcome["data"]["event"] == "connection_established", welcome
+    assert outcome.startup_ms is not None
+    # the lane's container is gone once the lane is closed
+    out = _run(["docker", "ps", "-a", "-q", "--filter", f"label={LANE_LABEL}"], timeout=30)
+    assert out.stdout.strip() == ""
+
+
+def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
+    async def one(spec: BackendSpec) -> tuple[str, str]:
+        async with driver.lane(spec, ready_timeout_s=60) as lane:
+            assert lane.outcome.ready, lane.outcome.detail
+            welcome = await _welcome(lane.base_url, driver.mint_token())
+            return lane.base_url, welcome["data"]["event"]
+
+    async def both():
+        return await asyncio.gather(one(BackendSpec()), one(BackendSpec(server="gunicorn")))
+
+    (url_a, ev_a), (url_b, ev_b) = asyncio.run(both())
+    assert url_a != url_b
+    assert ev_a == ev_b == "connection_established"
+
+
+def test_refused_settings_are_reported(driver: ComposeDriver) -> None:
+    async def scenario():
+        async with driver.lane(BackendSpec(failpoints="no.such.point=skip"), ready_timeout_s=60) as lane:
+            return lane.outcome
+
+    outcome = asyncio.run(scenario())
+    assert not outcome.ready
+    assert outcome.refused_settings, outcome.detail
+
+
+def test_a_hop_down_before_start_is_the_lane_own(driver: ComposeDriver) -> None:
+    async def scenario():
+        async with driver.lane(BackendSpec(), down=(HopDown(hop="backend"),), ready_timeout_s=60) as lane:
+            # The backend itself is healthy (its health proxy is never faulted)...
+            assert lane.outcome.ready, lane.outcome.detail
+            # ...but its own backend proxy refuses clients (refused outright, or
+            # accepted and closed by Docker's userland port proxy).
+            with pytest.raises((OSError, InvalidHandshake)):
+                await _welcome(lane.base_url, driver.mint_token())
+            # The stack's shared proxies are untouched.
+            async with driver.lane(BackendSpec(), ready_timeout_s=60) as other:
+                assert other.outcome.ready
+                await _welcome(other.base_url, driver.mint_token())
+
+    asyncio.run(scenario())
+
+
+def test_failed_start_leaves_nothing(images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` fails part-way (an image that is not there, never pulled): the network
+    and the containers created so far are removed before the error is raised."""
+    project = new_project_name()
+    # The shell environment wins over the images file in compose's interpolation.
+    monkeypatch.setenv("POSTGRES_IMAGE", "staging-replica/does-not-exist:never")
+    try:
+        with pytest.raises(InfrastructureError, match="docker compose up"):
+            ComposeDriver.start(project=project, timeout=120)
+        assert project_resources(project) == NOTHING
+    finally:
+        sweep_project(project)
+
+
+def _projects_with_prefix(prefix: str) -> set[str]:
+    out = _run(["docker", "ps", "-a", "--format", '{{.Label "' + PROJECT_LABEL + '"}}'], timeout=30)
+    nets = _run(["docker", "network", "ls", "--format", '{{.Label "' + PROJECT_LABEL + '"}}'], timeout=30)
+    return {p for p in (out.stdout + nets.stdout).split() if p.startswith(prefix)}
+
+
+@pytest.mark.parametrize("when", ["mid-up", "mid-run"])
+def test_ctrl_c_on_the_cli_leaves_nothing(images: dict[str, str], when: str) -> None:
+    """`replica scenarios run --driver compose`, SIGINT while the stack comes up or
+    while a lane's backend runs: exit 130, no container, network or volume left."""
+    prefix = f"sr-cli-{uuid.uuid4().hex[:6]}"
+    env = {**__import__("os").environ, "REPLICA_COMPOSE_PROJECT_PREFIX": prefix, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replica.cli", "scenarios", "run", "healthy", "--driver", "compose"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            projects = _projects_with_prefix(prefix)
+            if when == "mid-up" and projects:
+                break
+            if when == "mid-run" and projects:
+                lanes = _run(["docker", "ps", "-q", "--filter", f"label={LANE_LABEL}"], timeout=30).stdout.split()
+                if lanes:
+                    break
+            assert time.monotonic() < deadline, f"nothing of {prefix} appeared within 120 s"
+            time.sleep(0.05)  # polling a bounded wait on another process
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, output
+        assert _projects_with_prefix(prefix) == set(), output
+        vols = _run(["docker", "volume", "ls", "--format", '{{.Label "' + PROJECT_LABEL + '"}}'], timeout=30).stdout.split()
+        assert not [v for v in vols if v.startswith(prefix)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for project in _projects_with_prefix(prefix):
+            sweep_project(project)
