@@ -101,6 +101,10 @@ ensure_engine() {
         fi
         sleep 1
     done
+    # dockerd's own pidfile is authoritative (setsid may have forked).
+    if [[ -f $STATE_DIR/started-by-us && -s $pidfile ]]; then
+        cp "$pidfile" "$STATE_DIR/started-by-us"
+    fi
     log "engine answers after $((SECONDS - t0)) s: $(docker info --format '{{.ServerVersion}} ({{.Driver}})')"
 }
 
