@@ -91,6 +91,7 @@ def init_state(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) 
     app.state.startup_report = report
     app.state.db_pool = None
     app.state.redis = None
+    app.state.connections = {}
     return report
 
 

@@ -54,7 +54,7 @@ async def handle(websocket: WebSocket) -> None:
             )
             return
         # 7. handlers, 50 ms, connection registered; 8. heartbeat; 9. welcome and loop
-        await steps.register(conn, supervisor)
+        await steps.register(conn)
         steps.start_heartbeat(conn)
         await steps.send_welcome(conn)
         await steps.message_loop(conn, steps.Router(conn, supervisor, thread_service))

@@ -54,7 +54,7 @@ async def handle(websocket: WebSocket) -> None:
                 "WebSocket degraded mode: agent_supervisor=%s thread_service=%s; using the fallback handler",
                 supervisor is not None, thread_service is not None,
             )
-        await steps.register(conn, supervisor)
+        await steps.register(conn)
         steps.start_heartbeat(conn)
         await steps.send_welcome(conn, degraded=degraded)
         await steps.message_loop(conn, steps.Router(conn, supervisor, thread_service, fallback=True))

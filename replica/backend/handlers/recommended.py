@@ -66,7 +66,7 @@ async def handle(websocket: WebSocket) -> None:
         thread_service = app_state.thread_service
         await conn.hit("ws.dependency_check")
         await steps.accept(conn)
-        await steps.register(conn, supervisor)
+        await steps.register(conn)
         steps.start_heartbeat(conn)
         await steps.send_welcome(conn)
         router = steps.Router(conn, supervisor, thread_service)

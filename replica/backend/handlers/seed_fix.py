@@ -69,7 +69,7 @@ async def handle(websocket: WebSocket) -> None:
             )
             return
 
-        await steps.register(conn, supervisor)
+        await steps.register(conn)
         steps.start_heartbeat(conn)
         await steps.send_welcome(conn, degraded=supervisor is None)
         await steps.message_loop(conn, steps.Router(conn, supervisor, thread_service))

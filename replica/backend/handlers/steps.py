@@ -173,12 +173,15 @@ def dependency_of(exc: BaseException) -> str | None:
     return None
 
 
-async def register(conn: Connection, supervisor: AgentSupervisor | None) -> None:
-    """Message handlers registered, 50 ms, connection registered (incident step 7)."""
+async def register(conn: Connection) -> None:
+    """Message handlers registered, 50 ms, connection registered (incident step 7).
+
+    The registry is in memory, as the incident's connection manager was: nothing on
+    the way to the welcome touches Redis or Postgres. The supervisor records the
+    connection in Redis when it first runs an agent for it.
+    """
     await asyncio.sleep(REGISTRATION_SLEEP_S)
-    if supervisor is not None:
-        await supervisor.register_connection(conn.connection_id, conn.user_id)
-        conn.registered_with = supervisor
+    conn.websocket.app.state.connections[conn.connection_id] = conn.user_id
 
 
 # --- heartbeat, welcome -------------------------------------------------------------------------
@@ -219,10 +222,8 @@ async def send_welcome(conn: Connection, *, degraded: bool = False) -> None:
 async def cleanup(conn: Connection) -> None:
     if conn.heartbeat is not None:
         conn.heartbeat.cancel()
-        try:
-            await conn.heartbeat
-        except BaseException:
-            pass
+        await asyncio.gather(conn.heartbeat, return_exceptions=True)
+    conn.websocket.app.state.connections.pop(conn.connection_id, None)
     if conn.registered_with is not None:
         try:
             await asyncio.wait_for(conn.registered_with.unregister_connection(conn.connection_id), 2)
@@ -285,6 +286,9 @@ class Router:
                 return
             await conn.send(messages.error_message("AGENT_UNAVAILABLE", "agent services are not available"))
             return
+        if conn.registered_with is None:
+            await self.supervisor.register_connection(conn.connection_id, conn.user_id)
+            conn.registered_with = self.supervisor
         threads = self.thread_service
         thread_id = await threads.create_thread(conn.user_id, thread_id)
         await threads.add_message(thread_id, "user", content)
