@@ -103,27 +103,43 @@ def backend_env(stack: Stack, port: int, **settings: str) -> dict[str, str]:
     return env
 
 
+def launch(stack: Stack, *, wait: bool = True, pythonpath: str | None = None, **settings: str) -> Backend:
+    port = free_port()
+    env = backend_env(stack, port, **settings)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    process = stack.group.start([sys.executable, "-m", "replica.backend"], name=f"backend-{port}", env=env)
+    backend = Backend(process, port)
+    if wait:
+        try:
+            wait_for_http(f"{backend.http}/health", timeout=30, process=process, what="the backend")
+        except BaseException:
+            backend.stop()
+            raise
+    return backend
+
+
 @pytest.fixture
 def start_backend(stack: Stack) -> Iterator[Callable[..., Backend]]:
+    """Start backends for one test; all are stopped after it."""
     started: list[Backend] = []
 
-    def start(*, wait: bool = True, pythonpath: str | None = None, **settings: str) -> Backend:
-        port = free_port()
-        env = backend_env(stack, port, **settings)
-        if pythonpath:
-            env["PYTHONPATH"] = pythonpath
-        process = stack.group.start(
-            [sys.executable, "-m", "replica.backend"], name=f"backend-{port}", env=env
-        )
-        backend = Backend(process, port)
+    def start(**kwargs: Any) -> Backend:
+        backend = launch(stack, **kwargs)
         started.append(backend)
-        if wait:
-            wait_for_http(f"{backend.http}/health", timeout=30, process=process, what="the backend")
         return backend
 
     yield start
     for backend in started:
         backend.stop()
+
+
+@pytest.fixture(scope="module")
+def incident_backend(stack: Stack) -> Iterator[Backend]:
+    """A healthy backend running the incident handler, shared by the tests that only connect."""
+    backend = launch(stack, handler="incident")
+    yield backend
+    backend.stop()
 
 
 def run(coro: Any) -> Any:
@@ -199,8 +215,8 @@ async def get_thread(ws: ClientConnection, thread_id: str) -> dict[str, Any]:
 # --- healthy path -------------------------------------------------------------------------------------
 
 
-def test_healthy_incident_backend_welcomes_answers_and_stores_a_thread(stack: Stack, start_backend) -> None:
-    backend = start_backend(handler="incident")
+def test_healthy_incident_backend_welcomes_answers_and_stores_a_thread(stack: Stack, incident_backend: Backend) -> None:
+    backend = incident_backend
     assert httpx.get(f"{backend.http}/health", timeout=5).json() == {"status": "healthy"}
     ready = httpx.get(f"{backend.http}/health/ready", timeout=5)
     assert ready.status_code == 200
@@ -264,9 +280,7 @@ def test_threads_survive_a_backend_restart_and_sigterm_exits_0(stack: Stack, sta
             return events[-1]["payload"]["thread_id"]
 
     thread_id = run(write())
-    first.process._signal_group(signal.SIGTERM)
-    wait_until(lambda: first.process.poll() is not None, 15, what="the backend to stop on SIGTERM")
-    assert first.process.returncode == 0
+    assert first.stop() == 0  # SIGTERM: graceful shutdown, exit 0
     assert "backend stopped" in first.process.log_tail(50)
 
     second = start_backend(handler="incident")
@@ -283,8 +297,8 @@ def test_threads_survive_a_backend_restart_and_sigterm_exits_0(stack: Stack, sta
     ]
 
 
-def test_subprotocol_token_and_jwt_auth_choice(stack: Stack, start_backend) -> None:
-    backend = start_backend(handler="incident")
+def test_subprotocol_token_and_jwt_auth_choice(stack: Stack, incident_backend: Backend) -> None:
+    backend = incident_backend
 
     async def session() -> tuple[str | None, dict]:
         protocols = ["jwt-auth", encode_subprotocol_token(stack.token())]
@@ -346,8 +360,8 @@ def test_incident_background_startup_that_never_finishes_closes_1011_startup_inc
     assert welcome["data"]["startup_complete"] is False
 
 
-def test_incident_auth_failure_closes_1008_after_accept(stack: Stack, start_backend) -> None:
-    backend = start_backend(handler="incident")
+def test_incident_auth_failure_closes_1008_after_accept(stack: Stack, incident_backend: Backend) -> None:
+    backend = incident_backend
     closed = run(observe_close(backend.ws, bearer(mint_token("not-the-" + stack.secret))))
     assert (closed.code, closed.reason) == (1008, "SSOT Auth failed")
     assert [m.get("error_code") for m in closed.messages] == ["AUTH_FAILED"]
