@@ -85,6 +85,10 @@ async def create_schema(pool: asyncpg.Pool) -> None:
             await conn.execute(SCHEMA)
 
 
+class ThreadAccessError(PermissionError):
+    """A thread that exists but belongs to another user."""
+
+
 class ThreadService:
     def __init__(self, pool: asyncpg.Pool, *, timeout_s: float = 5.0) -> None:
         self.pool = pool
@@ -92,6 +96,7 @@ class ThreadService:
 
     @_database
     async def create_thread(self, user_id: str, thread_id: str | None = None) -> str:
+        """Create the thread (or reuse the user's own thread of that id)."""
         thread_id = thread_id or f"thread_{uuid.uuid4().hex}"
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
             await conn.execute(
@@ -100,6 +105,9 @@ class ThreadService:
                 user_id,
                 timeout=self.timeout_s,
             )
+            owner = await conn.fetchval("SELECT user_id FROM threads WHERE id = $1", thread_id, timeout=self.timeout_s)
+        if owner != user_id:
+            raise ThreadAccessError(f"thread {thread_id!r} belongs to another user")
         return thread_id
 
     @_database
@@ -114,11 +122,11 @@ class ThreadService:
             )
 
     @_database
-    async def get_thread(self, thread_id: str) -> list[dict[str, str]] | None:
-        """The thread's messages in order, or ``None`` if there is no such thread."""
+    async def get_thread(self, thread_id: str, user_id: str) -> list[dict[str, str]] | None:
+        """The messages of the user's thread in order, or ``None`` if the user has no such thread."""
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
-            exists = await conn.fetchval("SELECT 1 FROM threads WHERE id = $1", thread_id, timeout=self.timeout_s)
-            if not exists:
+            owner = await conn.fetchval("SELECT user_id FROM threads WHERE id = $1", thread_id, timeout=self.timeout_s)
+            if owner != user_id:
                 return None
             rows = await conn.fetch(
                 "SELECT role, content FROM messages WHERE thread_id = $1 ORDER BY id", thread_id, timeout=self.timeout_s

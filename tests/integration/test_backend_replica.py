@@ -269,6 +269,33 @@ def test_healthy_incident_backend_welcomes_answers_and_stores_a_thread(stack: St
     ]
 
 
+def test_routing_errors_are_reported_and_threads_are_private(stack: Stack, incident_backend: Backend) -> None:
+    async def session() -> tuple[list[dict], dict]:
+        async with connect(incident_backend.ws, additional_headers=bearer(stack.token("staging-e2e-user-001")),
+                           open_timeout=10) as ws:
+            await recv_json(ws)
+            thread_id = (await chat(ws, "private"))[-1]["payload"]["thread_id"]
+            errors = []
+            await ws.send(json.dumps({"type": "dance"}))
+            errors.append(await recv_json(ws))
+            await ws.send(b"\x00binary")
+            errors.append(await recv_json(ws))
+            await ws.send("{not json")
+            errors.append(await recv_json(ws))
+        async with connect(incident_backend.ws, additional_headers=bearer(stack.token("staging-e2e-user-002")),
+                           open_timeout=10) as other:
+            await recv_json(other)
+            return errors, await get_thread(other, thread_id)
+
+    errors, foreign = run(session())
+    assert [(e["error_code"], e["error_message"]) for e in errors] == [
+        ("UNKNOWN_MESSAGE_TYPE", "unknown message type 'dance'"),
+        ("MESSAGE_PROCESSING_ERROR", "binary frames are not supported: send JSON text"),
+        ("MESSAGE_PROCESSING_ERROR", "message is not JSON"),
+    ]
+    assert foreign["type"] == "error_message" and foreign["error_code"] == "THREAD_NOT_FOUND"
+
+
 def test_threads_survive_a_backend_restart_and_sigterm_exits_0(stack: Stack, start_backend) -> None:
     token = stack.token("staging-e2e-user-002")
     first = start_backend(handler="recommended")

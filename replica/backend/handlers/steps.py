@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import asyncpg
 import redis.exceptions
@@ -235,7 +235,14 @@ async def cleanup(conn: Connection) -> None:
 
 
 class RoutingError(Exception):
-    """A client message that could not be handled (counted towards the loop's error budget)."""
+    """A client message that could not be handled (counted towards the loop's error budget).
+
+    ``reported``: the client was already sent a specific error message.
+    """
+
+    def __init__(self, message: str, *, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
 
 
 @dataclass
@@ -270,7 +277,7 @@ class Router:
             await conn.send(
                 messages.error_message("UNKNOWN_MESSAGE_TYPE", f"unknown message type {kind!r}", details={"type": kind})
             )
-            raise RoutingError(f"unknown message type {kind!r}")
+            raise RoutingError(f"unknown message type {kind!r}", reported=True)
 
     async def user_message(self, data: Mapping[str, Any]) -> None:
         conn = self.conn
@@ -308,7 +315,7 @@ class Router:
         if self.thread_service is None:
             await conn.send(messages.error_message("THREADS_UNAVAILABLE", "thread service is not available"))
             return
-        rows = await self.thread_service.get_thread(thread_id)
+        rows = await self.thread_service.get_thread(thread_id, conn.user_id)
         if rows is None:
             await conn.send(
                 messages.error_message("THREAD_NOT_FOUND", f"no thread {thread_id!r}", details={"thread_id": thread_id})
@@ -330,13 +337,16 @@ async def message_loop(
     errors = 0
     while True:
         try:
-            raw = await asyncio.wait_for(websocket.receive_text(), timeout=conn.settings.heartbeat_s)
+            frame = await asyncio.wait_for(websocket.receive(), timeout=conn.settings.heartbeat_s)
         except asyncio.TimeoutError:
             continue
-        except WebSocketDisconnect:
+        if frame["type"] == "websocket.disconnect":
             return
         await conn.hit("ws.message_loop")
         try:
+            raw = frame.get("text")
+            if raw is None:
+                raise RoutingError("binary frames are not supported: send JSON text")
             await router.route(raw)
         except WebSocketDisconnect:
             return
@@ -345,12 +355,10 @@ async def message_loop(
                 raise
             errors += 1
             logger.warning("message routing error %d/%d: %s", errors, MAX_ROUTING_ERRORS, exc)
-            if not isinstance(exc, RoutingError) or "unknown message type" not in str(exc):
+            if not (isinstance(exc, RoutingError) and exc.reported):
                 await conn.send(messages.error_message("MESSAGE_PROCESSING_ERROR", str(exc) or type(exc).__name__))
             if errors >= MAX_ROUTING_ERRORS:
                 logger.error("too many routing errors on %s, closing", conn.connection_id)
                 await close(conn, 1000, "Too many errors")
                 return
 
-
-Handler = Callable[[WebSocket], Awaitable[None]]
