@@ -1,0 +1,6 @@
+"""A Toxiproxy-compatible fault proxy (server and typed client).
+
+Speaks Toxiproxy v2.12.0's HTTP API with the same bytes, so existing clients
+work unchanged, and fixes the original's known defects (see the README section
+in ``reference/toxiproxy.md``).
+"""

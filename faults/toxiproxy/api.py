@@ -1,0 +1,194 @@
+"""The Toxiproxy v2 control API: routes and handlers, in one file.
+
+Handlers turn a :class:`~.http.Request` into a :class:`~.http.Response` using the
+pure validation in :mod:`.model` and the synchronous operations of
+:mod:`.collection`; no handler waits on proxied traffic (binding a listener is
+the only await). Routing follows gorilla/mux as the original uses it: an
+unknown path is 404 ``404 page not found``, a known path with another method is
+405 with an empty body, and only matched routes pass the browser guard.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Awaitable, Callable
+
+from . import gojson, metrics
+from .collection import PopulateError, ProxyCollection
+from .http import Request, Response, text_error
+from .model import (
+    TOXIC_NOT_FOUND,
+    VERSION,
+    ApiError,
+    decode,
+    error_body,
+    parse_populate,
+    parse_proxy_create,
+    parse_proxy_update,
+    parse_toxic_create,
+    parse_toxic_update,
+)
+from .requestid import new_request_id
+
+JSON = "application/json"
+
+Route = Callable[..., Awaitable[Response]]
+
+
+def json_response(status: int, value: Any) -> Response:
+    return Response(status, gojson.dumps(value), {"Content-Type": JSON})
+
+
+def api_error(exc: ApiError) -> Response:
+    return text_error(exc.status, error_body(exc.message, exc.status).decode().rstrip("\n"))
+
+
+class Api:
+    """Dispatches requests for one :class:`ProxyCollection`."""
+
+    def __init__(self, collection: ProxyCollection, *, enable_metrics: bool = True) -> None:
+        self.collection = collection
+        self.enable_metrics = enable_metrics
+        name = r"(?P<proxy>[^/]+)"
+        toxic = r"(?P<toxic>[^/]+)"
+        self.routes: list[tuple[re.Pattern[str], dict[str, Route]]] = [
+            (re.compile(r"/reset"), {"POST": self.reset}),
+            (re.compile(r"/proxies"), {"GET": self.proxy_index, "POST": self.proxy_create}),
+            (re.compile(r"/populate"), {"POST": self.populate}),
+            (
+                re.compile(rf"/proxies/{name}"),
+                {
+                    "GET": self.proxy_show,
+                    "POST": self.proxy_update,
+                    "PATCH": self.proxy_update,
+                    "DELETE": self.proxy_delete,
+                },
+            ),
+            (re.compile(rf"/proxies/{name}/toxics"), {"GET": self.toxic_index, "POST": self.toxic_create}),
+            (
+                re.compile(rf"/proxies/{name}/toxics/{toxic}"),
+                {
+                    "GET": self.toxic_show,
+                    "POST": self.toxic_update,
+                    "PATCH": self.toxic_update,
+                    "DELETE": self.toxic_delete,
+                },
+            ),
+            (re.compile(r"/version"), {"GET": self.version}),
+        ]
+        if enable_metrics:
+            self.routes.append((re.compile(r"/metrics"), {"GET": self.metrics}))
+
+    async def __call__(self, request: Request) -> Response:
+        response = await self._dispatch(request)
+        response.headers["X-Toxiproxy-Request-Id"] = new_request_id()
+        return response
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = request.path
+        for pattern, methods in self.routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            handler = methods.get(request.method)
+            if handler is None:
+                return Response(405)
+            if request.headers.get("user-agent", "").startswith("Mozilla/"):
+                return text_error(403, "User agent not allowed")
+            try:
+                return await handler(request, **match.groupdict())
+            except ApiError as exc:
+                return api_error(exc)
+            except Exception as exc:  # bind errors and the like: 500 like the original
+                return api_error(ApiError(str(exc), 500))
+        return text_error(404, "404 page not found")
+
+    # -- proxies --------------------------------------------------------------
+
+    async def proxy_index(self, request: Request) -> Response:
+        proxies = self.collection.proxies
+        return json_response(200, {name: proxies[name].to_json() for name in sorted(proxies)})
+
+    async def proxy_create(self, request: Request) -> Response:
+        item = parse_proxy_create(decode(request.body))
+        proxy = await self.collection.add(item)
+        return json_response(201, proxy.to_json())
+
+    async def populate(self, request: Request) -> Response:
+        try:
+            items = parse_populate(decode(request.body))
+            proxies = await self.collection.populate(items)
+        except ApiError as exc:
+            body = {"error": exc.message, "status": exc.status, "proxies": None}
+            return json_response(exc.status, body)
+        except PopulateError as exc:
+            created = [p.to_json() for p in exc.created] or None
+            body = {"error": exc.error.message, "status": exc.error.status, "proxies": created}
+            return json_response(exc.error.status, body)
+        return json_response(201, {"proxies": [p.to_json() for p in proxies] or None})
+
+    async def proxy_show(self, request: Request, proxy: str) -> Response:
+        return json_response(200, self.collection.get(proxy).to_json())
+
+    async def proxy_update(self, request: Request, proxy: str) -> Response:
+        target = self.collection.get(proxy)
+        update = parse_proxy_update(decode(request.body), target.listen, target.upstream, target.enabled)
+        if update.listen != target.listen or update.upstream != target.upstream:
+            target.stop()
+            target.listen = update.listen
+            target.upstream = update.upstream
+        if update.enabled != target.enabled:
+            if update.enabled:
+                await target.start()
+            else:
+                target.stop()
+        return json_response(200, target.to_json())
+
+    async def proxy_delete(self, request: Request, proxy: str) -> Response:
+        self.collection.remove(proxy)
+        return Response(204)
+
+    async def reset(self, request: Request) -> Response:
+        await self.collection.reset()
+        return Response(204)
+
+    # -- toxics ---------------------------------------------------------------
+
+    async def toxic_index(self, request: Request, proxy: str) -> Response:
+        target = self.collection.get(proxy)
+        return json_response(200, [t.to_json() for t in target.toxic_specs()])
+
+    async def toxic_create(self, request: Request, proxy: str) -> Response:
+        target = self.collection.get(proxy)
+        spec = parse_toxic_create(decode(request.body), [t.name for t in target.toxics])
+        target.add_toxic(spec)
+        return json_response(200, spec.to_json())
+
+    async def toxic_show(self, request: Request, proxy: str, toxic: str) -> Response:
+        spec = self.collection.get(proxy).find_toxic(toxic)
+        if spec is None:
+            raise ApiError(*TOXIC_NOT_FOUND)
+        return json_response(200, spec.to_json())
+
+    async def toxic_update(self, request: Request, proxy: str, toxic: str) -> Response:
+        target = self.collection.get(proxy)
+        current = target.find_toxic(toxic)
+        if current is None:
+            raise ApiError(*TOXIC_NOT_FOUND)
+        spec = parse_toxic_update(decode(request.body), current)
+        target.update_toxic(spec)
+        return json_response(200, spec.to_json())
+
+    async def toxic_delete(self, request: Request, proxy: str, toxic: str) -> Response:
+        if self.collection.get(proxy).remove_toxic(toxic) is None:
+            raise ApiError(*TOXIC_NOT_FOUND)
+        return Response(204)
+
+    # -- misc -----------------------------------------------------------------
+
+    async def version(self, request: Request) -> Response:
+        body = f'{{"version": "{VERSION}"}}\n'.encode()
+        return Response(200, body, {"Content-Type": "application/json;charset=utf-8"})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(200, metrics.render(self.collection.proxies.values()), {"Content-Type": metrics.CONTENT_TYPE})

@@ -1,0 +1,499 @@
+"""The data plane of one proxied connection.
+
+A :class:`Connection` joins two sockets (:class:`Side`): the accepted client and
+the dialled upstream. Each direction is a :class:`Link` (``upstream`` =
+client→server, ``downstream`` = server→client) carrying an ordered chain of
+:class:`Stage` objects, one per toxic, each running its toxic's ``pipe``.
+
+Fast path: while no stage of a link would touch the data (no toxic, or only
+toxics that toxicity switched off, and nothing buffered) bytes go straight
+from ``data_received`` to the other transport's ``write``.
+
+Every chain change (add, update, remove) is a synchronous operation on the
+event loop: it never awaits the data path, so the control API cannot hang on
+traffic. Removing a stage cancels its pipe and passes on what it held, in order.
+Back-pressure: a link pauses reading its source while its destination's write
+buffer is full or while its chain buffers more than ``HIGH_WATER`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from .model import Direction, ToxicSpec
+from .toxics import Chunk, Toxic
+from .toxics.noop import NoopToxic
+
+if TYPE_CHECKING:
+    from .proxy import Proxy
+
+log = logging.getLogger(__name__)
+
+HIGH_WATER = 1 << 20
+LOW_WATER = 1 << 18
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+class Stage:
+    """One toxic on one direction of one connection; also the stub its pipe sees."""
+
+    def __init__(self, link: Link, spec: ToxicSpec) -> None:
+        self.link = link
+        self.spec = spec
+        self.toxic: Toxic = spec.kind()
+        self.rng: random.Random = link.rng
+        self.state: dict[str, Any] = {}
+        self.inbox: deque[Chunk] = deque()
+        self.eof = False
+        self.held: Chunk | None = None
+        self.next: Stage | None = None
+        self.finished = False
+        self.active = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def passive(self) -> bool:
+        """True when the stage would pass data unchanged."""
+        return not self.active or type(self.toxic) is NoopToxic
+
+    def start(self) -> None:
+        """Draw toxicity for this connection and run the pipe."""
+        if self.finished:
+            return
+        self.active = self.rng.random() < self.spec.toxicity
+        pipe = self.toxic.pipe if self.active else self._passthrough
+        self._task = asyncio.get_running_loop().create_task(self._run(pipe))
+
+    def _passthrough(self, stub: Stage, attrs: Any) -> Any:
+        return Toxic.pipe(self.toxic, stub, attrs)
+
+    async def _run(self, pipe: Callable[..., Any]) -> None:
+        try:
+            await pipe(self, dict(self.spec.attributes))
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a toxic bug must not take the server down
+            log.exception("toxic %s failed; closing its connection", self.spec.name)
+            self.link.conn.close()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+        self._waiter = None
+
+    def flush(self) -> None:
+        """Pass on everything held or queued (the toxic is being removed)."""
+        if self.held is not None:
+            self.forward()
+        while self.inbox:
+            self._emit(self.inbox.popleft())
+        if self.eof and not self.finished:
+            self.finish()
+
+    # -- input side (called by the previous stage or the link) ----------------
+
+    def push(self, chunk: Chunk) -> None:
+        self.inbox.append(chunk)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def push_eof(self) -> None:
+        self.eof = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the Stub interface ---------------------------------------------------
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def read(self) -> Chunk | None:
+        if self.held is not None:
+            return self.held
+        while not self.inbox:
+            if self.eof:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self.held = self.inbox.popleft()
+        return self.held
+
+    def forward(self, size: int | None = None) -> None:
+        chunk = self.held
+        if chunk is None:
+            return
+        if size is None or size >= len(chunk.data):
+            self.held = None
+            self._emit(chunk)
+            return
+        view = chunk.data if isinstance(chunk.data, memoryview) else memoryview(chunk.data)
+        chunk.data = view[size:]
+        self._emit(Chunk(view[:size], chunk.ts))  # type: ignore[arg-type]
+
+    def drop(self) -> None:
+        if self.held is not None:
+            self.link.discard(len(self.held.data))
+            self.held = None
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.next is not None:
+            self.next.push_eof()
+        else:
+            self.link.deliver_eof()
+
+    def close_connection(self) -> None:
+        self.link.conn.close()
+
+    def reset_connection(self) -> None:
+        self.link.conn.reset()
+
+    def _emit(self, chunk: Chunk) -> None:
+        if self.next is not None:
+            self.next.push(chunk)
+        else:
+            self.link.deliver(chunk.data)
+
+
+class Link:
+    """One direction of a connection: source side → toxic chain → destination side."""
+
+    def __init__(self, conn: Connection, direction: Direction, src: Side, dst: Side, rng: random.Random) -> None:
+        self.conn = conn
+        self.direction = direction
+        self.src = src
+        self.dst = dst
+        self.rng = rng
+        self.stages: list[Stage] = []
+        self.buffered = 0
+        self.direct = True
+        self.all_passive = True
+        self.eof_in = False
+        self.done = False
+        self.src_paused = False
+        self.received = 0
+        self.sent = 0
+
+    # -- chain changes (synchronous) ------------------------------------------
+
+    def add(self, spec: ToxicSpec) -> None:
+        stage = Stage(self, spec)
+        if self.stages:
+            self.stages[-1].next = stage
+        self.stages.append(stage)
+        if self.eof_in and len(self.stages) == 1 and not self.done:
+            stage.push_eof()
+        stage.start()
+        self._refresh()
+
+    def update(self, spec: ToxicSpec) -> None:
+        for stage in self.stages:
+            if stage.spec.name == spec.name:
+                stage.stop()
+                stage.spec = spec
+                stage.start()
+        self._refresh()
+
+    def remove(self, name: str) -> None:
+        for index, stage in enumerate(self.stages):
+            if stage.spec.name != name:
+                continue
+            stage.stop()
+            del self.stages[index]
+            if index > 0:
+                self.stages[index - 1].next = stage.next
+            if not self.conn.closed:
+                stage.flush()
+                stage.toxic.on_remove(stage)
+            break
+        self._refresh()
+
+    def stop(self) -> None:
+        for stage in self.stages:
+            stage.stop()
+
+    def _refresh(self) -> None:
+        self.all_passive = all(stage.passive for stage in self.stages)
+        self.direct = self.all_passive and self.buffered == 0 and not self.eof_in
+        self.update_flow()
+
+    # -- data -----------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Bytes read from the source (the fast path is inlined in Side)."""
+        self.received += len(data)
+        if self.direct:
+            self.sent += len(data)
+            self.dst.write(data)
+            return
+        self.buffered += len(data)
+        self.stages[0].push(Chunk(data, self.conn.loop.time()))
+        if self.buffered > HIGH_WATER:
+            self.update_flow()
+
+    def feed_eof(self) -> None:
+        self.eof_in = True
+        self.direct = False
+        if self.stages:
+            self.stages[0].push_eof()
+        else:
+            self.deliver_eof()
+
+    def deliver(self, data: bytes | memoryview) -> None:
+        """Bytes leaving the end of the chain."""
+        size = len(data)
+        self.buffered -= size
+        self.sent += size
+        self.dst.write(data)
+        if self.buffered == 0 and self.all_passive and not self.eof_in:
+            self.direct = True
+        if self.src_paused:
+            self.update_flow()
+
+    def discard(self, size: int) -> None:
+        self.buffered -= size
+        if self.buffered == 0 and self.all_passive and not self.eof_in:
+            self.direct = True
+        if self.src_paused:
+            self.update_flow()
+
+    def deliver_eof(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.dst.write_eof()
+        self.conn.link_done()
+
+    def update_flow(self) -> None:
+        limit = LOW_WATER if self.src_paused else HIGH_WATER
+        pause = self.dst.write_paused or self.buffered > limit
+        if pause != self.src_paused:
+            self.src_paused = pause
+            self.src.set_reading(not pause)
+
+
+class Side(asyncio.Protocol):
+    """One socket of a connection; data read here feeds ``out_link``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.out_link: Link | None = None
+        self.in_link: Link | None = None
+        self.write_paused = False
+        self.reading = True
+        self.early: list[bytes] = []  # read before the upstream was dialled
+        self.early_eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        link = self.out_link
+        if link is None:
+            self.early.append(data)
+            self.set_reading(False)
+            return
+        if link.direct:  # fast path
+            size = len(data)
+            link.received += size
+            link.sent += size
+            link.dst.transport.write(data)  # type: ignore[union-attr]
+        else:
+            link.feed(data)
+
+    def eof_received(self) -> bool:
+        if self.out_link is not None:
+            self.out_link.feed_eof()
+        else:
+            self.early_eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.conn.close()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.in_link is not None:
+            self.in_link.update_flow()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.in_link is not None:
+            self.in_link.update_flow()
+
+    # -- helpers --------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
+        except (OSError, RuntimeError):
+            transport.close()
+
+    def set_reading(self, on: bool) -> None:
+        self.reading = on
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+        except RuntimeError:
+            pass
+
+    def close(self, *, abort: bool = False, rst: bool = False) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if rst:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+                except OSError:
+                    pass
+        if abort or rst:
+            transport.abort()
+        else:
+            transport.close()
+
+
+class Connection:
+    """An accepted client connection, its upstream connection and both links."""
+
+    def __init__(self, proxy: Proxy, rng_seed: str | None) -> None:
+        self.proxy = proxy
+        self.loop = asyncio.get_running_loop()
+        self.client: Side = ClientProtocol(self)
+        self.upstream = Side(self)
+        self.rng_seed = rng_seed
+        self.links: dict[Direction, Link] = {}
+        self.closed = False
+        self._dial: asyncio.Task[None] | None = None
+
+    def _rng(self, direction: Direction) -> random.Random:
+        if self.rng_seed is None:
+            return random.Random()
+        return random.Random(f"{self.rng_seed}/{direction.value}")
+
+    def accepted(self) -> None:
+        """Called from the client side's ``connection_made``: dial the upstream."""
+        self.client.set_reading(False)
+        self._dial = self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        host, _, port = self.proxy.upstream.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: self.upstream, host, int(port)), timeout=10.0
+            )
+        except (OSError, ValueError, TimeoutError):
+            self.close()
+            return
+        except asyncio.CancelledError:
+            return
+        if self.closed:
+            self.upstream.close(abort=True)
+            return
+        up = Link(self, Direction.UPSTREAM, self.client, self.upstream, self._rng(Direction.UPSTREAM))
+        down = Link(self, Direction.DOWNSTREAM, self.upstream, self.client, self._rng(Direction.DOWNSTREAM))
+        self.links = {Direction.UPSTREAM: up, Direction.DOWNSTREAM: down}
+        self.client.out_link, self.client.in_link = up, down
+        self.upstream.out_link, self.upstream.in_link = down, up
+        for spec in self.proxy.toxic_specs():
+            self.links[spec.direction].add(spec)
+        early, self.client.early = self.client.early, []
+        for data in early:
+            up.feed(data)
+        if self.client.early_eof:
+            up.feed_eof()
+        self.client.set_reading(True)
+        up.update_flow()
+        down.update_flow()
+
+    # -- chain changes --------------------------------------------------------
+
+    def add_toxic(self, spec: ToxicSpec) -> None:
+        if self.links and not self.closed:
+            self.links[spec.direction].add(spec)
+
+    def update_toxic(self, spec: ToxicSpec) -> None:
+        if self.links and not self.closed:
+            self.links[spec.direction].update(spec)
+
+    def remove_toxic(self, spec: ToxicSpec) -> None:
+        if self.links and not self.closed:
+            self.links[spec.direction].remove(spec.name)
+
+    # -- ending ---------------------------------------------------------------
+
+    def link_done(self) -> None:
+        if all(link.done for link in self.links.values()):
+            self.close()
+
+    def close(self, *, abort: bool = False, rst: bool = False) -> None:
+        """Close both sides (flushing unless ``abort``/``rst``) and stop the pipes."""
+        if self.closed:
+            if abort or rst:
+                self.client.close(abort=abort, rst=rst)
+                self.upstream.close(abort=abort, rst=rst)
+            return
+        self.closed = True
+        if self._dial is not None and not self._dial.done():
+            self._dial.cancel()
+        for link in self.links.values():
+            link.stop()
+        self.client.close(abort=abort, rst=rst)
+        self.upstream.close(abort=abort, rst=rst)
+        self.proxy.connection_closed(self)
+
+    def reset(self) -> None:
+        """Close both sides with a TCP RST."""
+        self.close(rst=True)
+
+    def counters(self) -> dict[Direction, tuple[int, int]]:
+        return {d: (link.received, link.sent) for d, link in self.links.items()}
+
+
+class ClientProtocol(Side):
+    """The accepting side: creates the connection when a client arrives."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.conn.accepted()

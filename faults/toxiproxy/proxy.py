@@ -1,0 +1,116 @@
+"""A proxy: one listener, its toxics and its open connections."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .address import bind_listener
+from .link import ClientProtocol, Connection
+from .model import Direction, ToxicSpec, ordered_toxics, proxy_json
+
+
+class Proxy:
+    """A named listener forwarding to ``upstream`` through its toxics.
+
+    ``start``/``stop`` bind and close the listener; ``stop`` also closes every
+    open connection (``enabled: false``). Toxic changes apply at once to open
+    connections and never wait on them.
+    """
+
+    def __init__(self, name: str, listen: str, upstream: str, seed: int | None = None) -> None:
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.enabled = False
+        self.seed = seed
+        self.toxics: list[ToxicSpec] = []
+        self.connections: set[Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._accepted = 0
+        self.closed_totals: dict[Direction, list[int]] = {d: [0, 0] for d in Direction}
+
+    # -- listener -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and accept (raises ``ListenError``, leaving the proxy disabled)."""
+        if self.enabled:
+            return
+        sock, bound = bind_listener(self.listen)
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(self._new_client, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.listen = bound
+        self.enabled = True
+
+    def stop(self) -> None:
+        """Close the listener and every open connection."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.enabled = False
+        for conn in list(self.connections):
+            conn.close(abort=True)
+
+    def _new_client(self) -> ClientProtocol:
+        self._accepted += 1
+        seed = None if self.seed is None else f"{self.seed}/{self.name}/{self._accepted}"
+        conn = Connection(self, seed)
+        self.connections.add(conn)
+        return conn.client  # type: ignore[return-value]
+
+    def connection_closed(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            for direction, (received, sent) in conn.counters().items():
+                totals = self.closed_totals[direction]
+                totals[0] += received
+                totals[1] += sent
+
+    # -- toxics ---------------------------------------------------------------
+
+    def toxic_specs(self) -> list[ToxicSpec]:
+        return ordered_toxics(self.toxics)
+
+    def find_toxic(self, name: str) -> ToxicSpec | None:
+        return next((t for t in self.toxics if t.name == name), None)
+
+    def add_toxic(self, spec: ToxicSpec) -> None:
+        self.toxics.append(spec)
+        for conn in list(self.connections):
+            conn.add_toxic(spec)
+
+    def update_toxic(self, spec: ToxicSpec) -> None:
+        self.toxics = [spec if t.name == spec.name else t for t in self.toxics]
+        for conn in list(self.connections):
+            conn.update_toxic(spec)
+
+    def remove_toxic(self, name: str) -> ToxicSpec | None:
+        spec = self.find_toxic(name)
+        if spec is None:
+            return None
+        self.toxics.remove(spec)
+        for conn in list(self.connections):
+            conn.remove_toxic(spec)
+        return spec
+
+    def remove_all_toxics(self) -> None:
+        for spec in list(self.toxics):
+            self.remove_toxic(spec.name)
+
+    # -- views ----------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return proxy_json(self.name, self.listen, self.upstream, self.enabled, self.toxic_specs())
+
+    def byte_counts(self) -> dict[Direction, tuple[int, int]]:
+        """Received and sent bytes per direction, live connections included."""
+        out = {d: (t[0], t[1]) for d, t in self.closed_totals.items()}
+        for conn in self.connections:
+            for direction, (received, sent) in conn.counters().items():
+                r, s = out[direction]
+                out[direction] = (r + received, s + sent)
+        return out
