@@ -17,6 +17,7 @@ from replica.settings import BackendSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STARTUP_FAILURE = 3  # uvicorn's own exit code when lifespan startup fails
+WORKER_BOOT_ERROR = 3  # gunicorn's Arbiter.WORKER_BOOT_ERROR: the master halts
 
 
 def configure_logging() -> None:
@@ -80,12 +81,14 @@ def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
     return 0 if server.started or server.signalled else STARTUP_FAILURE
 
 
-def _worker_class(settings: BackendSettings) -> type:
+def _worker_class(settings: BackendSettings, app: FastAPI) -> type:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from uvicorn.workers import UvicornWorker
 
     class ReplicaUvicornWorker(UvicornWorker):
+        """uvicorn's gunicorn worker with the replica's server: SIGTERM also abandons a hung startup."""
+
         CONFIG_KWARGS = {
             "loop": "auto",
             "http": "auto",
@@ -96,6 +99,21 @@ def _worker_class(settings: BackendSettings) -> type:
             "timeout_graceful_shutdown": 5,
         }
 
+        async def _serve(self) -> None:
+            self.config.app = self.wsgi
+            server = _Server(self.config, app)
+            install_sigquit = getattr(self, "_install_sigquit_handler", None)
+            if install_sigquit is not None:
+                install_sigquit()
+            try:
+                await server.serve(sockets=self.sockets)
+            except SystemExit:
+                if not server.signalled:
+                    raise
+                return
+            if not server.started and not server.signalled:
+                sys.exit(WORKER_BOOT_ERROR)
+
     return ReplicaUvicornWorker
 
 
@@ -105,9 +123,9 @@ def _serve_gunicorn(app: FastAPI, settings: BackendSettings) -> int:
     options: dict[str, Any] = {
         "bind": f"{settings.host}:{settings.port}",
         "workers": 1,
-        "worker_class": _worker_class(settings),
+        "worker_class": _worker_class(settings, app),
         "preload_app": True,
-        "graceful_timeout": 10,
+        "graceful_timeout": 5,
         "errorlog": "-",
         "accesslog": None,
         "loglevel": "info",

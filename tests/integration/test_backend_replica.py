@@ -510,20 +510,25 @@ def test_uvicorn_listens_only_after_blocking_startup(stack: Stack, start_backend
     assert {p["name"]: p["duration_ms"] for p in ready.json()["phases"]}["CACHE"] >= 1000
 
 
-def test_blocking_startup_failure_exits_nonzero_without_serving(stack: Stack, start_backend) -> None:
-    backend = start_backend(wait=False, failpoints="startup.database=raise(ConnectionRefusedError: postgres down)")
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_blocking_startup_failure_exits_3_without_serving(stack: Stack, start_backend, server: str) -> None:
+    backend = start_backend(wait=False, server=server,
+                            failpoints="startup.database=raise(ConnectionRefusedError: postgres down)")
     wait_until(lambda: backend.process.poll() is not None, 30, what="the backend to exit")
-    assert backend.process.returncode not in (0, None)
+    assert backend.process.returncode == 3
     log = backend.process.log_tail(200)
     assert "startup phase DATABASE failed" in log and "ConnectionRefusedError: postgres down" in log
     assert not port_is_open("127.0.0.1", backend.port)
 
 
-def test_sigterm_during_a_hung_blocking_startup_exits_0(stack: Stack, start_backend) -> None:
-    backend = start_backend(wait=False, failpoints="startup.finalize=hang")
+@pytest.mark.parametrize(("server", "listening"), [("uvicorn", False), ("gunicorn", True)])
+def test_sigterm_during_a_hung_blocking_startup_exits_0(
+    stack: Stack, start_backend, server: str, listening: bool
+) -> None:
+    backend = start_backend(wait=False, server=server, failpoints="startup.finalize=hang")
     wait_until(lambda: "failpoint startup.finalize: hang" in backend.process.log_tail(100), 30,
                process=backend.process, what="the startup to hang")
-    assert not port_is_open("127.0.0.1", backend.port)
+    assert port_is_open("127.0.0.1", backend.port) is listening  # gunicorn binds first
     started = time.monotonic()
     assert backend.stop() == 0
     assert time.monotonic() - started < 5
