@@ -31,6 +31,8 @@ def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int
     """
     config = config or load_config(settings)
     app = create_app(settings, config)
+    # ws="websockets" is chosen on purpose (the keepalive behaviour the incident notes describe).
+    warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     if settings.server == "gunicorn":
         return _serve_gunicorn(app, settings)
     return _serve_uvicorn(app, settings)
