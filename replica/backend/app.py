@@ -92,8 +92,7 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
         finally:
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                await asyncio.gather(task, return_exceptions=True)
             await app.state.auth_http.aclose()
             await close_resources(app)
             logger.info("backend stopped")
@@ -104,7 +103,7 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
     app.state.defects = config.defects
     app.state.handler_name = settings.handler
     app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
-    init_state(app, settings, config.failpoints)
+    init_state(app, settings)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -136,8 +135,7 @@ async def _blocking_startup(app: FastAPI, settings: BackendSettings, failpoints:
         stop.cancel()
     if not startup.done():
         startup.cancel()
-        with contextlib.suppress(BaseException):
-            await startup
+        await asyncio.gather(startup, return_exceptions=True)
         raise StartupInterrupted("stop requested before startup completed")
     startup.result()
 

@@ -81,7 +81,7 @@ class StartupReport:
         return out
 
 
-def init_state(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> StartupReport:
+def init_state(app: FastAPI, settings: BackendSettings) -> StartupReport:
     """Set the attributes the route reads, before anything can fail."""
     report = StartupReport(mode=settings.startup_mode)
     app.state.environment = settings.environment
