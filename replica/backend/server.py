@@ -19,6 +19,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STARTUP_FAILURE = 3  # uvicorn's own exit code when lifespan startup fails
 WORKER_BOOT_ERROR = 3  # gunicorn's Arbiter.WORKER_BOOT_ERROR: the master halts
 
+# ws="websockets" is chosen on purpose (the keepalive behaviour the incident notes describe);
+# set at import so a process that preloads uvicorn's protocol modules stays quiet too.
+warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
+
 
 def configure_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT, force=True)
@@ -31,8 +35,6 @@ def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int
     """
     config = config or load_config(settings)
     app = create_app(settings, config)
-    # ws="websockets" is chosen on purpose (the keepalive behaviour the incident notes describe).
-    warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     if settings.server == "gunicorn":
         return _serve_gunicorn(app, settings)
     return _serve_uvicorn(app, settings)
