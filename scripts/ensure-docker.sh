@@ -140,8 +140,9 @@ ensure_compose() {
         return 0
     fi
     is_root || die 5 "'docker compose' (v2) is missing and this user is not root: install the Compose v2 plugin"
-    command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
-        || die 5 "'docker compose' (v2) is missing and apt/dpkg are not available to fetch it"
+    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        die 5 "'docker compose' (v2) is missing and apt/dpkg are not available to fetch it"
+    fi
 
     local mirror tmp t0=$SECONDS
     mirror=$(debian_mirror)
@@ -165,7 +166,7 @@ ensure_compose() {
     (cd "$tmp/pkg" && timeout 300 apt-get "${aptopts[@]}" download docker-compose >&2) \
         || die 5 "apt-get download docker-compose (trixie) failed"
     local deb
-    deb=$(ls "$tmp"/pkg/docker-compose_*.deb 2>/dev/null | head -n1)
+    deb=$(find "$tmp/pkg" -maxdepth 1 -name 'docker-compose_*.deb' | head -n1)
     [[ -n $deb ]] || die 5 "no docker-compose .deb was downloaded"
     dpkg -x "$deb" "$tmp/root"
     local plugin=$tmp/root/usr/libexec/docker/cli-plugins/docker-compose

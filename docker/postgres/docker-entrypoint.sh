@@ -41,6 +41,7 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
     pwfile=$(mktemp)
     trap 'rm -f "$pwfile"' EXIT
     printf '%s\n' "${POSTGRES_PASSWORD:-}" >"$pwfile"
+    # shellcheck disable=SC2086  # POSTGRES_INITDB_ARGS is a list of words, as in the official image
     initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
         --auth-host="$POSTGRES_HOST_AUTH_METHOD" --encoding=UTF8 --locale=C.UTF-8 \
         ${POSTGRES_INITDB_ARGS:-} >/dev/null
@@ -62,7 +63,9 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
     shopt -s nullglob
     for f in /docker-entrypoint-initdb.d/*; do
         case $f in
-            *.sh)  log "running $f"; . "$f" ;;
+            *.sh)  log "running $f"
+                   # shellcheck disable=SC1090
+                   . "$f" ;;
             *.sql) log "running $f"; "${psql[@]}" --dbname "$POSTGRES_DB" -f "$f" ;;
             *)     log "ignoring $f" ;;
         esac

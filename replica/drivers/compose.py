@@ -14,8 +14,9 @@ Everything a driver created carries the label
 ``docker compose down --volumes --remove-orphans``, then a sweep by label. The
 CLI calls it in ``finally`` (Ctrl-C included); a failed start calls it before
 raising. The project name is ``$REPLICA_COMPOSE_PROJECT_PREFIX-<random>``
-(prefix default ``staging-replica``), fresh for every driver. Docker commands run in their own session, so a Ctrl-C in the terminal
-reaches only the harness, which then tears down in order.
+(prefix default ``staging-replica``), fresh for every driver. Docker commands
+run in their own session, so a Ctrl-C in the terminal reaches only the harness,
+which then tears down in order.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ async def _adocker(args: Sequence[str], *, timeout: float = DOCKER_TIMEOUT_S) ->
             proc.kill()
             await asyncio.shield(proc.wait())
         raise
-    return subprocess.CompletedProcess(["docker", *args], proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+    return subprocess.CompletedProcess(
+        ["docker", *args], proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
 
 
 def _last_line(text: str) -> str:
@@ -385,7 +388,10 @@ class ComposeDriver:
         ports = "\n".join(
             f'      - "127.0.0.1::{LANE_PORT_BASE + 2 * slot + k}"' for slot in range(self.max_parallel_lanes) for k in (0, 1)
         )
-        self._override.write_text(f"# lane ports of the compose driver (project {self.project})\nservices:\n  toxiproxy:\n    ports:\n{ports}\n")
+        self._override.write_text(
+            f"# lane ports of the compose driver (project {self.project})\n"
+            f"services:\n  toxiproxy:\n    ports:\n{ports}\n"
+        )
 
     def _up(self, timeout: float) -> None:
         self._write_override()
