@@ -435,12 +435,13 @@ class Connection:
         self.upstream.out_link, self.upstream.in_link = down, up
         for spec in self.proxy.toxic_specs():
             self.links[spec.direction].add(spec)
-        early, self.client.early = self.client.early, []
-        for data in early:
-            up.feed(data)
-        if self.client.early_eof:
-            up.feed_eof()
-        self.client.set_reading(True)
+        for side, link in ((self.client, up), (self.upstream, down)):
+            early, side.early = side.early, []
+            for data in early:
+                link.feed(data)
+            if side.early_eof:
+                link.feed_eof()
+            side.set_reading(True)
         up.update_flow()
         down.update_flow()
 

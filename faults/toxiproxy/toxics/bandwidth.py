@@ -26,8 +26,10 @@ class BandwidthToxic(Toxic):
         next_free = stub.now()
         while (chunk := await stub.read()) is not None:
             next_free = max(next_free, chunk.ts)
-            while chunk.data:
-                size = min(len(chunk.data), slice_size)
+            remaining = len(chunk.data)
+            while remaining > 0:
+                size = min(remaining, slice_size)
+                remaining -= size
                 next_free += size / rate / 1000.0
                 wait = next_free - stub.now()
                 if wait > 0:
