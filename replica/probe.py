@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from replica.fingerprint import ACCEPTED, NO_SERVER, TIMEOUT, Fingerprint
+from replica.tls import client_ssl_context
 
 USER_AGENT = "Netra-E2E-Tests/1.0"
 
@@ -163,7 +164,7 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
     url = ws_url(base_url)
     health_status: int | None = None
     try:
-        async with httpx.AsyncClient(timeout=options.health_timeout_s) as http:
+        async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=client_ssl_context()) as http:
             response = await http.get(base_url.rstrip("/") + "/health")
         health_status = response.status_code
         rec.add("health", str(health_status))
@@ -188,7 +189,7 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
             open_timeout=options.open_timeout_s,
             ping_interval=options.ping_interval_s,
             ping_timeout=options.ping_timeout_s,
-            close_timeout=2,
+            close_timeout=0.5,
         )
     except (InvalidHandshake, OSError, TimeoutError) as exc:
         outcome = _handshake_failure(exc)

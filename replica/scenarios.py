@@ -50,7 +50,7 @@ class ToxicSpec(BaseModel):
     hop: Literal["postgres", "redis", "auth", "backend"]
     type: str
     stream: Literal["upstream", "downstream"] = "downstream"
-    attributes: dict[str, float] = Field(default_factory=dict)
+    attributes: dict[str, int | float] = Field(default_factory=dict)
     toxicity: float = Field(default=1.0, ge=0, le=1)
     when: Literal["before_start", "after_ready"] = "before_start"
 

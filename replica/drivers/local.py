@@ -30,6 +30,7 @@ from replica.drivers.stack import StackInfo, new_secret
 from replica.errors import InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from replica.settings import BackendSettings
+from replica.tls import client_ssl_context
 
 Progress = Callable[[str], None]
 BACKEND_STOP_TIMEOUT_S = 3.0
@@ -120,7 +121,7 @@ async def wait_backend(process: ForkedBackend, url: str, timeout: float) -> Back
     started = time.monotonic()
     deadline = started + timeout
     delay = 0.005
-    async with httpx.AsyncClient(timeout=0.5) as http:
+    async with httpx.AsyncClient(timeout=0.5, verify=client_ssl_context()) as http:
         while True:
             code = process.poll()
             if code is not None:

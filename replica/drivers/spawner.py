@@ -20,7 +20,25 @@ from collections import deque
 from pathlib import Path
 from typing import Mapping
 
-PRELOAD = ["replica.backend.__main__", "replica.backend.server", "uvicorn.protocols.websockets.websockets_impl"]
+#: Imported once by the fork server. ``__main__`` too, so a fork does not run the
+#: harness's main module again (multiprocessing skips it when already loaded).
+PRELOAD = [
+    "__main__",
+    "replica.backend.__main__",
+    "replica.backend.server",
+    "uvicorn.protocols.websockets.websockets_impl",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.loops.uvloop",
+    "replica.backend.handlers.incident",
+    "replica.backend.handlers.seed_fix",
+    "replica.backend.handlers.landed_fix",
+    "replica.backend.handlers.recommended",
+    "httpcore._async.connection_pool",
+    "httpcore._async.http11",
+    "pydantic.v1",
+    "asyncpg",
+    "redis.asyncio",
+]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -95,7 +113,7 @@ class BackendSpawner:
         self._ctx.set_forkserver_preload(PRELOAD)
 
     def warm(self) -> None:
-        """Start the fork server now (it imports the backend once)."""
+        """Start the fork server now; it imports the backend in the background."""
         multiprocessing.forkserver.ensure_running()
 
     def spawn(self, env: Mapping[str, str], log_path: Path, name: str) -> ForkedBackend:
