@@ -57,6 +57,7 @@ class Stage:
         self.active = False
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._pipe: Callable[..., Any] = self._passthrough
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -70,8 +71,15 @@ class Stage:
         if self.finished:
             return
         self.active = self.rng.random() < self.spec.toxicity
-        pipe = self.toxic.pipe if self.active else self._passthrough
-        self._task = asyncio.get_running_loop().create_task(self._run(pipe))
+        self._pipe = self.toxic.pipe if self.active else self._passthrough
+        acts_idle = self.active and self.toxic.acts_when_idle(self.spec.attributes)
+        if acts_idle or self.held is not None or self.inbox or self.eof:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        """Run the pipe; deferred until there is data so idle connections cost no task."""
+        if self._task is None and not self.finished:
+            self._task = asyncio.get_running_loop().create_task(self._run(self._pipe))
 
     def _passthrough(self, stub: Stage, attrs: Any) -> Any:
         return Toxic.pipe(self.toxic, stub, attrs)
@@ -106,12 +114,18 @@ class Stage:
 
     def push(self, chunk: Chunk) -> None:
         self.inbox.append(chunk)
+        if self._task is None:
+            self._spawn()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def push_eof(self) -> None:
         self.eof = True
+        if self._task is None:
+            self._spawn()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -232,7 +246,12 @@ class Link:
             stage.stop()
 
     def _refresh(self) -> None:
-        self.all_passive = all(stage.passive for stage in self.stages)
+        all_passive = True
+        for stage in self.stages:
+            if not stage.passive:
+                all_passive = False
+                break
+        self.all_passive = all_passive
         self.direct = self.all_passive and self.buffered == 0 and not self.eof_in
         self.update_flow()
 

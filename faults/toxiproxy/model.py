@@ -114,9 +114,10 @@ class ToxicSpec:
     toxicity: float
     attributes: dict[str, int]
 
-    @property
-    def direction(self) -> Direction:
-        return Direction(self.stream.lower())
+    direction: Direction = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.direction = Direction(self.stream.lower())
 
     @property
     def kind(self) -> type[Toxic]:

@@ -5,7 +5,9 @@ plus a ``pipe`` coroutine that moves chunks from a :class:`Stub`'s input to its
 output. One pipe runs per connection, direction and toxic; it is cancelled and
 started again when the chain changes, so a pipe keeps nothing it cannot lose:
 the chunk it is working on stays held by the stub until ``forward``/``drop``,
-and counters that must survive a restart live in ``stub.state``.
+and counters that must survive a restart live in ``stub.state``. A pipe starts
+when its first chunk (or EOF) arrives, unless ``acts_when_idle`` says it has
+something to do before that.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class Toxic:
     def check(cls, values: Mapping[str, int]) -> str | None:
         """Cross-attribute validation; an error message or None."""
         return None
+
+    def acts_when_idle(self, attrs: Mapping[str, int]) -> bool:
+        """True if the pipe must run before any data arrives (e.g. a timer)."""
+        return False
 
     async def pipe(self, stub: Stub, attrs: Mapping[str, int]) -> None:
         """Move data from input to output; return after passing EOF on."""

@@ -17,6 +17,9 @@ class TimeoutToxic(Toxic):
     go_struct = "TimeoutToxic"
     attributes = (Attribute("timeout"),)
 
+    def acts_when_idle(self, attrs: Mapping[str, int]) -> bool:
+        return attrs["timeout"] > 0
+
     async def pipe(self, stub: Stub, attrs: Mapping[str, int]) -> None:
         timeout = attrs["timeout"]
         if timeout > 0:
