@@ -143,7 +143,7 @@ def reproduce(
     seed = reproduced(results)
     seed_result = next(r for r in results if r.name == SEED_SCENARIO)
     out.rule("[bold]staging-replica: reproduce 1011")
-    out.print(report.debug_block(seed_result.observation, seed_result.observation.url.replace("/ws", "")), highlight=False, markup=False)
+    out.print(report.debug_block(seed_result.observation), highlight=False, markup=False)
     out.print()
     if seed:
         out.print(
@@ -241,7 +241,7 @@ def probe_command(
 
         token = mint_token(info.jwt_secret)
     observation = asyncio.run(probe(url, token, ProbeOptions(e2e_headers=e2e_headers)))
-    out.print(report.debug_block(observation, url), highlight=False, markup=False)
+    out.print(report.debug_block(observation), highlight=False, markup=False)
     out.print(f"\nfingerprint: {observation.fingerprint.model_dump_json()}", highlight=False)
     if json_path:
         json_path.write_text(observation.model_dump_json(indent=2) + "\n")

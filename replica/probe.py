@@ -66,10 +66,13 @@ class TimelineEvent(BaseModel):
 class Observation(BaseModel):
     """Everything the probe saw: the fingerprint and how it got there."""
 
+    base_url: str
     url: str
     fingerprint: Fingerprint
     health_status: int | None = None
     no_token_handshake: str | None = None
+    headers_sent: int = 0
+    has_authorization: bool = False
     timeline: list[TimelineEvent] = []
     messages: list[dict[str, Any]] = []
     connect_ms: float | None = None
@@ -195,10 +198,13 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
         outcome = _handshake_failure(exc)
         rec.add("handshake", outcome)
         return Observation(
+            base_url=base_url,
             url=url,
             fingerprint=Fingerprint(handshake=outcome),
             health_status=health_status,
             no_token_handshake=no_token,
+            headers_sent=len(headers),
+            has_authorization="Authorization" in headers,
             timeline=rec.events,
         )
     t_accept = rec.add("handshake", ACCEPTED)
@@ -226,10 +232,13 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
         close_after_ms=round(t_close - t_accept, 1) if close and t_close is not None else None,
     )
     return Observation(
+        base_url=base_url,
         url=url,
         fingerprint=fingerprint,
         health_status=health_status,
         no_token_handshake=no_token,
+        headers_sent=len(headers),
+        has_authorization="Authorization" in headers,
         timeline=rec.events,
         messages=messages,
         connect_ms=round(t_accept - t_connect, 1),

@@ -17,11 +17,11 @@ from replica.runner import RunResult
 VARIANTS = ("incident", "seed-fix", "landed-fix", "recommended")
 
 
-def debug_block(observation: Observation, base_url: str, *, title: str = "WEBSOCKET DEBUG") -> str:
+def debug_block(observation: Observation, *, title: str = "WEBSOCKET DEBUG") -> str:
     """The probe's view in the style of the seed's debug script output."""
     fp = observation.fingerprint
     events = {e.event: e for e in observation.timeline}
-    lines = [title, f"Backend URL: {base_url}", f"WebSocket URL: {observation.url}", "", "1. BACKEND HEALTH CHECK:"]
+    lines = [title, f"Backend URL: {observation.base_url}", f"WebSocket URL: {observation.url}", "", "1. BACKEND HEALTH CHECK:"]
     if observation.health_status is None:
         lines.append("   [ERROR] Backend did not answer /health")
     else:
@@ -31,7 +31,11 @@ def debug_block(observation: Observation, base_url: str, *, title: str = "WEBSOC
     if observation.no_token_handshake is not None:
         verdict = "[OK] rejected" if observation.no_token_handshake == "http_403" else "[WARN] expected HTTP 403"
         lines.append(f"   Without token: {observation.no_token_handshake} {verdict}")
-    lines += ["   Auth headers: 10 headers", "   Has Authorization: True", "   Connecting to WebSocket..."]
+    lines += [
+        f"   Auth headers: {observation.headers_sent} headers",
+        f"   Has Authorization: {observation.has_authorization}",
+        "   Connecting to WebSocket...",
+    ]
     if fp.handshake != ACCEPTED:
         lines += [f"   [ERROR] Handshake refused: {fp.handshake}", "", "Result: FAILED"]
         return "\n".join(lines)

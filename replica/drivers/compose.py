@@ -39,6 +39,7 @@ from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 import httpx
 
+from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
 from replica.drivers.base import BackendOutcome
 from replica.errors import ConfigError, InfrastructureError
@@ -196,46 +197,6 @@ def _signals_deferred() -> Iterator[None]:
             os.kill(os.getpid(), received[0])
 
 
-# --- the fault proxy's API ------------------------------------------------------------
-
-
-class _ProxyAPI:
-    """The few Toxiproxy calls a lane needs, with timeouts."""
-
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers={"User-Agent": "staging-replica"})
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _call(self, method: str, path: str, body: object | None = None) -> httpx.Response:
-        try:
-            response = await self._http.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise InfrastructureError(f"the fault proxy did not answer {method} {path}: {exc!r}") from exc
-        if response.status_code >= 400 and not (method == "DELETE" and response.status_code == 404):
-            raise InfrastructureError(
-                f"the fault proxy refused {method} {path}: {response.status_code} {response.text.strip()}"
-            )
-        return response
-
-    async def create_proxy(self, name: str, listen: str, upstream: str) -> None:
-        await self._call("POST", "/proxies", {"name": name, "listen": listen, "upstream": upstream, "enabled": True})
-
-    async def disable(self, name: str) -> None:
-        await self._call("POST", f"/proxies/{name}", {"enabled": False})
-
-    async def add_toxic(self, proxy: str, toxic: ToxicSpec) -> None:
-        await self._call(
-            "POST",
-            f"/proxies/{proxy}/toxics",
-            {"type": toxic.type, "stream": toxic.stream, "toxicity": toxic.toxicity, "attributes": dict(toxic.attributes)},
-        )
-
-    async def delete_proxy(self, name: str) -> None:
-        await self._call("DELETE", f"/proxies/{name}")
-
-
 # --- lanes ----------------------------------------------------------------------------
 
 
@@ -248,14 +209,20 @@ class ComposeLane:
     proxies: dict[str, str]
     base_url: str
     health_url: str
-    _api: _ProxyAPI
+    _client: AsyncToxiproxyClient
     outcome: BackendOutcome = field(default_factory=lambda: BackendOutcome(ready=False, detail="not started"))
 
     async def add_toxic(self, toxic: ToxicSpec) -> None:
-        await self._api.add_toxic(self.proxies[toxic.hop], toxic)
+        await self._client.add_toxic(
+            self.proxies[toxic.hop],
+            toxic.type,
+            stream=toxic.stream,
+            toxicity=toxic.toxicity,
+            attributes=dict(toxic.attributes),
+        )
 
     async def set_down(self, down: HopDown) -> None:
-        await self._api.disable(self.proxies[down.hop])
+        await self._client.update_proxy(self.proxies[down.hop], enabled=False)
 
     def backend_log(self, n_lines: int = 40) -> str:
         try:
@@ -519,18 +486,18 @@ class ComposeDriver:
         slot = await self._take_slot()
         lane_id = uuid.uuid4().hex[:8]
         container = f"{self.project}-lane-{lane_id}"
-        api = _ProxyAPI(self.toxiproxy_url)
+        client = AsyncToxiproxyClient(self.toxiproxy_url, timeout=5.0)
         created: list[str] = []
         exited: asyncio.Task[int | None] | None = None
         started_container = False
         try:
             for hop, off in DEP_OFFSETS.items():
                 name = f"{hop}-{lane_id}"
-                await api.create_proxy(name, f"0.0.0.0:{DEP_PORT_BASE + 10 * slot + off}", UPSTREAMS[hop])
+                await client.create_proxy(name, UPSTREAMS[hop], listen=f"0.0.0.0:{DEP_PORT_BASE + 10 * slot + off}")
                 created.append(name)
             backend_port, health_port = LANE_PORT_BASE + 2 * slot, LANE_PORT_BASE + 2 * slot + 1
             for name, port in ((f"backend-{lane_id}", backend_port), (f"health-{lane_id}", health_port)):
-                await api.create_proxy(name, f"0.0.0.0:{port}", f"lane-{lane_id}:8000")
+                await client.create_proxy(name, f"lane-{lane_id}:8000", listen=f"0.0.0.0:{port}")
                 created.append(name)
             lane = ComposeLane(
                 lane_id=lane_id,
@@ -538,7 +505,7 @@ class ComposeDriver:
                 proxies={hop: f"{hop}-{lane_id}" for hop in ("postgres", "redis", "auth", "backend")},
                 base_url=f"http://127.0.0.1:{self._host_ports[backend_port]}",
                 health_url=f"http://127.0.0.1:{self._host_ports[health_port]}/health",
-                _api=api,
+                _client=client,
             )
             for toxic in (t for t in toxics if t.when == "before_start"):
                 await lane.add_toxic(toxic)
@@ -554,15 +521,17 @@ class ComposeDriver:
                 for hop_down in (d for d in down if d.when == "after_ready"):
                     await lane.set_down(hop_down)
             yield lane
+        except ToxiproxyError as exc:
+            raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc
         finally:
             # Proxies first: closing their connections frees a backend blocked on a
             # hung dependency; then the container.
             for name in reversed(created):
                 try:
-                    await api.delete_proxy(name)
-                except InfrastructureError:
+                    await client.delete_proxy(name)
+                except (NotFound, ToxiproxyError):
                     pass
-            await api.aclose()
+            await client.aclose()
             if started_container:
                 await _adocker(["rm", "--force", "--volumes", container], timeout=60)
             if exited is not None and not exited.done():
