@@ -53,7 +53,11 @@ async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResul
     started = time.monotonic()
     scenario = run.scenario
     async with driver.lane(
-        run.backend, toxics=scenario.toxics, down=scenario.down, ready_timeout_s=scenario.ready_timeout_s
+        run.backend,
+        toxics=scenario.toxics,
+        down=scenario.down,
+        ready_timeout_s=scenario.ready_timeout_s,
+        probe_after=scenario.probe_after,
     ) as lane:
         if lane.outcome.refused_settings:
             raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")

@@ -24,6 +24,9 @@ from replica.settings import BUILTIN_HANDLERS
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "faults" / "scenarios"
 HOPS = ("postgres", "redis", "auth", "backend")
+#: When the probe may start: once the backend answers ``/health``, or once that
+#: startup phase has finished (read from ``/health/ready``; for background startup).
+ProbeAfter = Literal["listening", "DEPENDENCIES", "DATABASE", "CACHE", "SERVICES"]
 
 
 class BackendSpec(BaseModel):
@@ -90,6 +93,7 @@ class Scenario(BaseModel):
     down: tuple[HopDown, ...] = ()
     probe: ProbeSpec = ProbeSpec()
     ready_timeout_s: float = Field(default=20.0, gt=0)
+    probe_after: ProbeAfter = "listening"
     expect: Expectation
     fixes: dict[str, Expectation] = Field(default_factory=dict)
 

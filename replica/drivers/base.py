@@ -60,9 +60,12 @@ class Driver(Protocol):
         toxics: tuple[ToxicSpec, ...] = (),
         down: tuple[HopDown, ...] = (),
         ready_timeout_s: float = 20.0,
+        probe_after: str = "listening",
     ) -> AbstractAsyncContextManager[Lane]:
         """Open a lane: apply ``before_start`` faults, start the backend, wait until it
-        answers ``/health`` (or exits), apply ``after_ready`` faults; close it on exit."""
+        answers ``/health`` (or exits) and, unless ``probe_after`` is ``listening``, until
+        ``/health/ready`` shows that startup phase finished; apply ``after_ready`` faults;
+        close it all on exit."""
         ...
 
     def close(self) -> None:

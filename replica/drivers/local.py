@@ -116,11 +116,22 @@ class LocalLane:
         return self.process.log_tail(n_lines) if self.process else ""
 
 
-async def wait_backend(process: ForkedBackend, url: str, timeout: float) -> BackendOutcome:
-    """Wait until the backend answers ``GET /health``, exits, or the timeout runs out."""
+def phase_finished(ready: httpx.Response, phase: str) -> bool:
+    """Whether ``/health/ready`` reports ``phase`` as done (ok, failed or cancelled)."""
+    try:
+        phases = {p["name"]: p["status"] for p in ready.json()["phases"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return phases.get(phase) in ("ok", "failed", "cancelled")
+
+
+async def wait_backend(process: ForkedBackend, base_url: str, timeout: float, probe_after: str = "listening") -> BackendOutcome:
+    """Wait until the backend answers ``/health`` (and has finished the ``probe_after``
+    startup phase), exits, or the timeout runs out."""
     started = time.monotonic()
     deadline = started + timeout
     delay = 0.005
+    path = "/health" if probe_after == "listening" else "/health/ready"
     async with httpx.AsyncClient(timeout=0.5, verify=client_ssl_context()) as http:
         while True:
             code = process.poll()
@@ -129,12 +140,13 @@ async def wait_backend(process: ForkedBackend, url: str, timeout: float) -> Back
                 detail = f"backend exited with code {code}: {tail[-1] if tail else 'no output'}"
                 return BackendOutcome(False, detail, refused_settings=code == BACKEND_USAGE_ERROR)
             try:
-                if (await http.get(url)).status_code == 200:
+                response = await http.get(base_url + path)
+                if response.status_code == 200 or (path != "/health" and phase_finished(response, probe_after)):
                     return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
             except httpx.HTTPError:
                 pass
             if time.monotonic() >= deadline:
-                return BackendOutcome(False, f"backend did not answer /health within {timeout:g} s")
+                return BackendOutcome(False, f"backend did not answer {path} within {timeout:g} s")
             await asyncio.sleep(delay)  # polling interval of a bounded readiness wait
             delay = min(delay * 2, 0.05)
 
@@ -191,6 +203,7 @@ class LocalDriver:
         toxics: tuple[ToxicSpec, ...] = (),
         down: tuple[HopDown, ...] = (),
         ready_timeout_s: float = 20.0,
+        probe_after: str = "listening",
     ) -> AsyncIterator[LocalLane]:
         lane_id = uuid.uuid4().hex[:8]
         created: list[str] = []
@@ -220,7 +233,9 @@ class LocalDriver:
                 )
                 self.group.add_cleanup(process.stop)
                 lane.process = process
-                lane.outcome = await wait_backend(process, f"http://127.0.0.1:{backend_port}/health", ready_timeout_s)
+                lane.outcome = await wait_backend(
+                    process, f"http://127.0.0.1:{backend_port}", ready_timeout_s, probe_after
+                )
                 if lane.outcome.ready:
                     for toxic in (t for t in toxics if t.when == "after_ready"):
                         await lane.add_toxic(toxic)
