@@ -39,22 +39,17 @@ def _shortest_float32(value: float) -> str:
 
 
 def _go_float_format(value: float, shortest: str) -> str:
-    """Go prints floats with 'f' format unless the exponent is < -6 or >= 21."""
+    """Go prints floats with 'f' format unless the exponent is < -6 or >= 21 (then 'e', two-digit exponent)."""
     if value == 0:
         return "0"
     exponent = math.floor(math.log10(abs(value)))
     if exponent < -6 or exponent >= 21:
-        mantissa, _, exp = f"{float(shortest):e}".partition("e")
-        digits = repr(float(shortest))
-        text = digits if "e" in digits else f"{float(shortest):e}"
-        mantissa, _, exp = text.partition("e")
-        mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
-        sign = exp[0] if exp[0] in "+-" else "+"
-        num = exp.lstrip("+-").lstrip("0") or "0"
-        if len(num) < 2:
-            num = "0" + num
-        return f"{mantissa}e{sign}{num}"
-    text = format(float(shortest), "f") if "e" in shortest else shortest
+        digits = len(shortest.replace("-", "").replace(".", "").split("e")[0].strip("0")) or 1
+        mantissa, _, exp = f"{value:.{digits - 1}e}".partition("e")
+        sign = "-" if exp.startswith("-") else "+"
+        number = exp.lstrip("+-").lstrip("0").rjust(2, "0")
+        return f"{mantissa}e{sign}{number}"
+    text = format(value, "f") if "e" in shortest else shortest
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
