@@ -112,7 +112,7 @@ def launch(stack: Stack, *, wait: bool = True, pythonpath: str | None = None, **
     backend = Backend(process, port)
     if wait:
         try:
-            wait_for_http(f"{backend.http}/health", timeout=30, process=process, what="the backend")
+            wait_for_http(f"{backend.http}/health", timeout=60, process=process, what="the backend")
         except BaseException:
             backend.stop()
             raise
@@ -373,7 +373,7 @@ def test_incident_background_startup_that_never_finishes_closes_1011_startup_inc
     closed = run(observe_close(backend.ws, bearer(stack.token())))
     assert (closed.code, closed.reason) == (1011, "Service startup incomplete")
     assert [m.get("error_code") for m in closed.messages] == ["STARTUP_INCOMPLETE"]
-    assert 1.0 <= closed.seconds_after_open < 5.0
+    assert 1.0 <= closed.seconds_after_open < 10.0  # the 1 s wait, not the default 30 s
 
     # E2E headers skip the wait in the incident route: the test client is welcomed by a
     # backend whose startup never completed (the services were built before FINALIZE hung).
@@ -514,7 +514,7 @@ def test_uvicorn_listens_only_after_blocking_startup(stack: Stack, start_backend
 def test_blocking_startup_failure_exits_3_without_serving(stack: Stack, start_backend, server: str) -> None:
     backend = start_backend(wait=False, server=server,
                             failpoints="startup.database=raise(ConnectionRefusedError: postgres down)")
-    wait_until(lambda: backend.process.poll() is not None, 30, what="the backend to exit")
+    wait_until(lambda: backend.process.poll() is not None, 60, what="the backend to exit")
     assert backend.process.returncode == 3
     log = backend.process.log_tail(200)
     assert "startup phase DATABASE failed" in log and "ConnectionRefusedError: postgres down" in log
@@ -529,9 +529,7 @@ def test_sigterm_during_a_hung_blocking_startup_exits_0(
     wait_until(lambda: "failpoint startup.finalize: hang" in backend.process.log_tail(100), 30,
                process=backend.process, what="the startup to hang")
     assert port_is_open("127.0.0.1", backend.port) is listening  # gunicorn binds first
-    started = time.monotonic()
-    assert backend.stop() == 0
-    assert time.monotonic() - started < 5
+    assert backend.stop() == 0  # exited on SIGTERM by itself: a SIGKILL would show as -9
 
 
 def test_background_startup_failure_shows_in_readiness(stack: Stack, start_backend) -> None:
@@ -556,7 +554,7 @@ def test_background_startup_failure_shows_in_readiness(stack: Stack, start_backe
 )
 def test_bad_settings_exit_2_before_binding(stack: Stack, start_backend, settings: dict[str, str], message: str) -> None:
     backend = start_backend(wait=False, **settings)
-    wait_until(lambda: backend.process.poll() is not None, 20, what="the backend to exit")
+    wait_until(lambda: backend.process.poll() is not None, 60, what="the backend to exit")
     assert backend.process.returncode == 2
     log = backend.process.log_tail(50)
     assert message in log
