@@ -91,19 +91,21 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
             progress("stopping the compose stack")
             driver.close()
         return
+    kwargs = {"max_parallel_lanes": parallel} if parallel else {}
+    info = read_state()
+    if info is not None and info.driver == "local":
+        from replica.drivers.remote import RemoteDriver
+
+        progress(f"using the running stack (replica up, pid {info.owner_pid})")
+        yield RemoteDriver(info, **kwargs)
+        return
     from replica.drivers.local import LocalDriver
 
-    kwargs = {"max_parallel_lanes": parallel} if parallel else {}
     with ProcessGroup() as group:
-        info = read_state()
-        if info is not None and info.driver == "local":
-            progress(f"using the running stack (replica up, pid {info.owner_pid})")
-            yield LocalDriver(info, group, **kwargs)
-        else:
-            started = time.monotonic()
-            driver = LocalDriver.start(group, progress, **kwargs)
-            progress(f"stack ready in {time.monotonic() - started:.1f} s")
-            yield driver
+        started = time.monotonic()
+        driver = LocalDriver.start(group, progress, **kwargs)
+        progress(f"stack ready in {time.monotonic() - started:.1f} s")
+        yield driver
 
 
 def run_scenarios(driver: Driver, runs, repeat: int = 1, *, live: bool = True) -> list[RunResult]:
@@ -261,6 +263,7 @@ def up(
     server: str = typer.Option("uvicorn", help="uvicorn | gunicorn"),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
+    from replica.drivers.lanes_server import LanesServer
     from replica.drivers.local import LocalDriver
 
     if read_state() is not None:
@@ -280,7 +283,9 @@ def up(
         async with driver.lane(spec) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
-            write_state(driver.info.model_copy(update={"backend_url": lane.base_url}))
+            lanes = LanesServer(driver)
+            await lanes.start()
+            write_state(driver.info.model_copy(update={"backend_url": lane.base_url, "lanes_url": lanes.url}))
             try:
                 out.print(f"[bold green]replica up[/] (pid {os.getpid()}), handler {handler}")
                 out.print(f"  backend    {lane.base_url}  (ws: {lane.base_url.replace('http', 'ws', 1)}/ws)")
@@ -291,6 +296,7 @@ def up(
                 await asyncio.Event().wait()
             finally:
                 clear_state(os.getpid())
+                await lanes.stop()
 
     with ProcessGroup() as group:
         driver = LocalDriver.start(group, progress)

@@ -63,7 +63,7 @@ async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResul
             raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")
         observation = await probe(lane.base_url, driver.mint_token(), probe_options(run))
         mismatches = run.expect.mismatches(observation.fingerprint)
-        log = lane.backend_log() if mismatches else ""
+        log = await lane.backend_log() if mismatches else ""
         outcome = lane.outcome
     return RunResult(
         name=run.name,

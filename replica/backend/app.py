@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 
 from faults.failpoints import Failpoints
 from faults.spec import SpecError, parse_defects, parse_spec
+from replica.tls import client_ssl_context
 from replica.backend.handlers import Handler, HandlerLoadError, load_handler
 from replica.backend.startup import StartupError, close_resources, init_state, run_startup
 from replica.settings import BackendSettings
@@ -74,7 +75,7 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
-        app.state.auth_http = httpx.AsyncClient(timeout=settings.auth_timeout_s)
+        app.state.auth_http = httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context())
         logger.info(
             "backend %s: environment=%s handler=%s startup=%s failpoints=%r defects=%s",
             app.state.server_id, settings.environment, settings.handler, settings.startup_mode,

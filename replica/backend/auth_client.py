@@ -16,6 +16,8 @@ from typing import Iterable, Mapping
 import httpx
 from starlette.websockets import WebSocket
 
+from replica.tls import client_ssl_context
+
 logger = logging.getLogger("replica.auth_client")
 
 JWT_SUBPROTOCOL = "jwt-auth"
@@ -100,6 +102,6 @@ async def authenticate(websocket: WebSocket) -> AuthResult:
     settings = state.settings
     client: httpx.AsyncClient | None = getattr(state, "auth_http", None)
     if client is None:
-        async with httpx.AsyncClient(timeout=settings.auth_timeout_s) as own:
+        async with httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context()) as own:
             return await validate_remote(own, settings.auth_url, token)
     return await validate_remote(client, settings.auth_url, token)

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from faults.failpoints import Failpoints
+from replica.tls import client_ssl_context
 from replica.backend.services import AgentSupervisor, ThreadService, create_schema
 from replica.settings import BackendSettings
 
@@ -127,7 +128,7 @@ async def run_startup(app: FastAPI, settings: BackendSettings, failpoints: Failp
 
     async def dependencies(phase: PhaseReport) -> None:
         await failpoints.hit("startup.dependencies")
-        async with httpx.AsyncClient(timeout=settings.auth_timeout_s) as client:
+        async with httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context()) as client:
             response = await client.get(settings.auth_url.rstrip("/") + "/health")
         if response.status_code != 200:
             raise StartupError(f"auth service health returned HTTP {response.status_code}")

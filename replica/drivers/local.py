@@ -112,7 +112,7 @@ class LocalLane:
     async def set_down(self, down: HopDown) -> None:
         await self._client.update_proxy(self.proxies[down.hop], enabled=False)
 
-    def backend_log(self, n_lines: int = 40) -> str:
+    async def backend_log(self, n_lines: int = 40) -> str:
         return self.process.log_tail(n_lines) if self.process else ""
 
 

@@ -20,25 +20,10 @@ from collections import deque
 from pathlib import Path
 from typing import Mapping
 
-#: Imported once by the fork server. ``__main__`` too, so a fork does not run the
-#: harness's main module again (multiprocessing skips it when already loaded).
-PRELOAD = [
-    "__main__",
-    "replica.backend.__main__",
-    "replica.backend.server",
-    "uvicorn.protocols.websockets.websockets_impl",
-    "uvicorn.protocols.http.httptools_impl",
-    "uvicorn.loops.uvloop",
-    "replica.backend.handlers.incident",
-    "replica.backend.handlers.seed_fix",
-    "replica.backend.handlers.landed_fix",
-    "replica.backend.handlers.recommended",
-    "httpcore._async.connection_pool",
-    "httpcore._async.http11",
-    "pydantic.v1",
-    "asyncpg",
-    "redis.asyncio",
-]
+#: Imported once by the fork server: ``__main__`` (so a fork does not run the
+#: harness's main module again; multiprocessing skips it when already loaded) and
+#: everything a backend needs, with its shared state warmed up.
+PRELOAD = ["__main__", "replica.drivers.backend_preload"]
 _PR_SET_PDEATHSIG = 1
 
 

@@ -27,6 +27,8 @@ class StackInfo(BaseModel):
     jwt_secret: str
     #: The default lane ``replica up`` keeps open: its backend through the proxy.
     backend_url: str | None = None
+    #: Where ``replica up`` serves the lanes API (see ``replica.drivers.lanes_api``).
+    lanes_url: str | None = None
     tmp_dir: str | None = None
 
 

@@ -1,0 +1,25 @@
+"""What the backend fork server loads once, so each backend fork starts in milliseconds.
+
+Importing this module imports the backend, its servers and clients, and builds
+the shared TLS context; every fork inherits all of it.
+"""
+
+import replica.backend.server  # noqa: F401  (first: it quiets uvicorn's ws deprecation notice)
+import replica.backend.__main__  # noqa: F401
+import replica.backend.handlers.incident  # noqa: F401
+import replica.backend.handlers.landed_fix  # noqa: F401
+import replica.backend.handlers.recommended  # noqa: F401
+import replica.backend.handlers.seed_fix  # noqa: F401
+
+import asyncpg  # noqa: F401
+import httpcore._async.connection_pool  # noqa: F401
+import httpcore._async.http11  # noqa: F401
+import pydantic.v1  # noqa: F401  (FastAPI loads it lazily when an app is built)
+import redis.asyncio  # noqa: F401
+import uvicorn.loops.uvloop  # noqa: F401
+import uvicorn.protocols.http.httptools_impl  # noqa: F401
+import uvicorn.protocols.websockets.websockets_impl  # noqa: F401
+
+from replica.tls import client_ssl_context
+
+client_ssl_context()
