@@ -164,6 +164,7 @@ class LocalDriver:
         self.max_parallel_lanes = max_parallel_lanes
         self.spawner = spawner or BackendSpawner()
         self.spawner.warm()
+        self._stopping: set[asyncio.Task[object]] = set()
 
     @classmethod
     def start(cls, group: ProcessGroup, progress: Progress = lambda _m: None, **kwargs: int) -> "LocalDriver":
@@ -255,7 +256,11 @@ class LocalDriver:
                     except ToxiproxyError:
                         pass
                 if process is not None:
-                    await asyncio.to_thread(process.stop, BACKEND_STOP_TIMEOUT_S)
+                    # The backend stops in the background (graceful, then killed): the
+                    # next run need not wait, and the group kills it at exit at the latest.
+                    stopping = asyncio.create_task(asyncio.to_thread(process.stop, BACKEND_STOP_TIMEOUT_S))
+                    self._stopping.add(stopping)
+                    stopping.add_done_callback(self._stopping.discard)
 
     def close(self) -> None:
         self.group.close()
