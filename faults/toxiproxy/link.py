@@ -26,6 +26,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import splice
 from .model import Direction, ToxicSpec
 from .toxics import Chunk, Toxic
 from .toxics.noop import NoopToxic
@@ -319,7 +320,8 @@ class Side(asyncio.Protocol):
         self.out_link: Link | None = None
         self.in_link: Link | None = None
         self.write_paused = False
-        self.reading = True
+        self.reading = True  # what flow control wants
+        self.held = False  # reading handed to a splice relay
         self.early: list[bytes] = []  # read before the upstream was dialled
         self.early_eof = False
 
@@ -337,6 +339,8 @@ class Side(asyncio.Protocol):
             link.received += size
             link.sent += size
             link.dst.transport.write(data)  # type: ignore[union-attr]
+            if link.received > splice.SPLICE_AFTER and self.conn.relay is None:
+                self.conn.maybe_splice()
         else:
             link.feed(data)
 
@@ -381,11 +385,14 @@ class Side(asyncio.Protocol):
 
     def set_reading(self, on: bool) -> None:
         self.reading = on
+        self._apply_reading()
+
+    def _apply_reading(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         try:
-            if on:
+            if self.reading and not self.held:
                 transport.resume_reading()
             else:
                 transport.pause_reading()
@@ -420,6 +427,8 @@ class Connection:
         self.rng_seed = rng_seed
         self.links: dict[Direction, Link] = {}
         self.closed = False
+        self.relay: splice.SpliceRelay | None = None
+        self._close_mode: tuple[bool, bool] | None = None  # close requested while splicing
         self._dial: asyncio.Task[None] | None = None
 
     def _rng(self, direction: Direction) -> random.Random:
@@ -464,11 +473,60 @@ class Connection:
         up.update_flow()
         down.update_flow()
 
+    # -- bulk fast path -------------------------------------------------------
+
+    def maybe_splice(self) -> None:
+        """Hand both sockets to a splice relay if nothing can touch the bytes."""
+        if not splice.AVAILABLE or self.relay is not None or self.closed or len(self.links) != 2:
+            return
+        up, down = self.links[Direction.UPSTREAM], self.links[Direction.DOWNSTREAM]
+        if not (up.direct and down.direct) or up.buffered or down.buffered:
+            return
+        client, upstream = self.client.transport, self.upstream.transport
+        if client is None or upstream is None or client.is_closing() or upstream.is_closing():
+            return
+        if client.get_write_buffer_size() or upstream.get_write_buffer_size():
+            return
+        try:
+            client_fd = client.get_extra_info("socket").fileno()
+            upstream_fd = upstream.get_extra_info("socket").fileno()
+        except (AttributeError, OSError):
+            return
+        for side in (self.client, self.upstream):
+            side.held = True
+            side._apply_reading()
+        self.relay = splice.SpliceRelay(client_fd, upstream_fd, self._relay_exited)
+        self.relay.start()
+
+    def _relay_exited(self, up_bytes: int, down_bytes: int) -> None:
+        """Runs in the relay thread: continue on the event loop."""
+        try:
+            self.loop.call_soon_threadsafe(self._splice_done, up_bytes, down_bytes)
+        except RuntimeError:  # loop already closed at shutdown
+            pass
+
+    def _splice_done(self, up_bytes: int, down_bytes: int) -> None:
+        self.relay = None
+        for direction, moved in ((Direction.UPSTREAM, up_bytes), (Direction.DOWNSTREAM, down_bytes)):
+            link = self.links[direction]
+            link.received += moved
+            link.sent += moved
+        for side in (self.client, self.upstream):
+            side.held = False
+        if self._close_mode is not None:
+            abort, rst = self._close_mode
+            self._finish_close(abort=abort, rst=rst)
+            return
+        for side in (self.client, self.upstream):
+            side._apply_reading()
+
     # -- chain changes --------------------------------------------------------
 
     def add_toxic(self, spec: ToxicSpec) -> None:
         if self.links and not self.closed:
             self.links[spec.direction].add(spec)
+            if self.relay is not None:
+                self.relay.stop()
 
     def update_toxic(self, spec: ToxicSpec) -> None:
         if self.links and not self.closed:
@@ -496,6 +554,13 @@ class Connection:
             self._dial.cancel()
         for link in self.links.values():
             link.stop()
+        if self.relay is not None:  # sockets are closed once the relay let go of them
+            self._close_mode = (abort, rst)
+            self.relay.stop(abandon=True)
+            return
+        self._finish_close(abort=abort, rst=rst)
+
+    def _finish_close(self, *, abort: bool, rst: bool) -> None:
         self.client.close(abort=abort, rst=rst)
         self.upstream.close(abort=abort, rst=rst)
         self.proxy.connection_closed(self)
@@ -505,7 +570,13 @@ class Connection:
         self.close(rst=True)
 
     def counters(self) -> dict[Direction, tuple[int, int]]:
-        return {d: (link.received, link.sent) for d, link in self.links.items()}
+        out = {d: (link.received, link.sent) for d, link in self.links.items()}
+        if self.relay is not None and out:
+            up, down = self.relay.moved()
+            for direction, moved in ((Direction.UPSTREAM, up), (Direction.DOWNSTREAM, down)):
+                received, sent = out[direction]
+                out[direction] = (received + moved, sent + moved)
+        return out
 
 
 class ClientProtocol(Side):

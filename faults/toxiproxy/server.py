@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+from . import splice
 from .api import Api
 from .collection import PopulateError, ProxyCollection
 from .http import serve_connection
@@ -112,6 +113,9 @@ class ToxiproxyServer:
         if self._clients:
             await asyncio.wait(list(self._clients), timeout=2.0)
         self.collection.close()
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while splice.running() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)  # relays hand their sockets back within microseconds
         await asyncio.sleep(0)
 
     async def __aenter__(self) -> ToxiproxyServer:
