@@ -162,15 +162,20 @@ class LocalDriver:
         self.info = info
         self.group = group
         self.max_parallel_lanes = max_parallel_lanes
-        self.spawner = spawner or BackendSpawner()
-        self.spawner.warm()
+        self.spawner = spawner or self.warm_spawner(group)
         self._stopping: set[asyncio.Task[object]] = set()
 
     @classmethod
     def start(cls, group: ProcessGroup, progress: Progress = lambda _m: None, **kwargs: int) -> "LocalDriver":
-        spawner = BackendSpawner()
-        spawner.warm()  # the fork server imports the backend while the stack starts
+        spawner = cls.warm_spawner(group)  # the fork server imports the backend while the stack starts
         return cls(start_local_stack(group, progress), group, spawner=spawner, **kwargs)
+
+    @staticmethod
+    def warm_spawner(group: ProcessGroup) -> BackendSpawner:
+        spawner = BackendSpawner()
+        group.add_cleanup(spawner.close)  # registered first, so it runs after the backends' cleanups
+        spawner.warm()
+        return spawner
 
     def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
         return mint_token(self.info.jwt_secret, sub=sub)

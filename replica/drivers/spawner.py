@@ -101,6 +101,13 @@ class BackendSpawner:
         """Start the fork server now; it imports the backend in the background."""
         multiprocessing.forkserver.ensure_running()
 
+    def close(self) -> None:
+        """Stop the fork server and wait for it (its backends die with it)."""
+        server = multiprocessing.forkserver._forkserver  # the process-wide fork server
+        stop = getattr(server, "_stop", None)  # CPython's own way to stop it (3.8+)
+        if stop is not None and getattr(server, "_forkserver_pid", None) is not None:
+            stop()
+
     def spawn(self, env: Mapping[str, str], log_path: Path, name: str) -> ForkedBackend:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         process = self._ctx.Process(target=_child, args=(dict(env), str(log_path)), name=name, daemon=True)
