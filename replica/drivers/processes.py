@@ -55,6 +55,7 @@ __all__ = [
     "ram_temp_root",
     "wait_for_tcp",
     "wait_for_http",
+    "pid_alive",
     "TEMP_PREFIX",
 ]
 
@@ -496,7 +497,7 @@ def wait_for_http(
 # ------------------------------------------------------------------------ group
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -557,7 +558,7 @@ def sweep_stale_temp_dirs(base: str | os.PathLike[str] | None = None) -> list[Pa
                 pid = int(marker.read_text().strip())
             except (OSError, ValueError):
                 continue
-            if pid == os.getpid() or _pid_alive(pid):
+            if pid == os.getpid() or pid_alive(pid):
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

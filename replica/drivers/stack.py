@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from replica.drivers.processes import pid_alive
 from replica.errors import ConfigError
 
 
@@ -55,16 +56,6 @@ def write_state(info: StackInfo) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_state() -> StackInfo | None:
     """The running stack, or None; a state file left by a dead owner is removed."""
     path = state_file()
@@ -74,7 +65,7 @@ def read_state() -> StackInfo | None:
         return None
     except (ValueError, ValidationError) as exc:
         raise ConfigError(f"{path}: unreadable stack state ({exc}); remove it and run `replica up` again") from exc
-    if not _alive(info.owner_pid):
+    if not pid_alive(info.owner_pid):
         path.unlink(missing_ok=True)
         return None
     return info

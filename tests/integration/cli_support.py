@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.servers_support import descendants, pid_alive as alive  # noqa: F401  (re-exported for the CLI tests)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -29,39 +31,9 @@ def run_replica(
     )
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def listening_ports() -> set[int]:
-    """TCP ports in LISTEN state on this machine (from /proc/net/tcp*)."""
-    ports: set[int] = set()
+def _listening_sockets() -> list[tuple[int, str]]:
+    """(port, socket inode) of every TCP socket in LISTEN state (from /proc/net/tcp*)."""
+    found: list[tuple[int, str]] = []
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(name).read_text().splitlines()[1:]
@@ -70,8 +42,12 @@ def listening_ports() -> set[int]:
         for line in lines:
             fields = line.split()
             if fields[3] == "0A":
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                found.append((int(fields[1].rsplit(":", 1)[1], 16), fields[9]))
+    return found
+
+
+def listening_ports() -> set[int]:
+    return {port for port, _inode in _listening_sockets()}
 
 
 def listening_ports_of(pids: set[int]) -> set[int]:
@@ -88,14 +64,4 @@ def listening_ports_of(pids: set[int]) -> set[int]:
                     inodes.add(target[8:-1])
         except OSError:
             continue
-    ports: set[int] = set()
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for port, inode in _listening_sockets() if inode in inodes}
