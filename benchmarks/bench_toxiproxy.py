@@ -12,7 +12,9 @@ kept, because a shared 2-core machine is noisy.
 * latency: 1-byte ping-pong against an echo thread, directly and through the
   proxy; the proxy's added round-trip latency is reported at p50 and p99 (µs).
 
-The proxy runs as its own process (``python -m faults.toxiproxy``), as in use.
+The proxy runs as its own process (``python -m faults.toxiproxy``), as in use;
+the stream is also measured through a second server with the splice relay
+disabled (``FAULTS_TOXIPROXY_SPLICE=0``), i.e. every byte through the event loop.
 """
 
 from __future__ import annotations
@@ -100,9 +102,10 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_proxy_server() -> tuple[subprocess.Popen[str], str]:
+def start_proxy_server(splice: bool = True) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "FAULTS_TOXIPROXY_SPLICE": "1" if splice else "0"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "faults.toxiproxy", "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "faults.toxiproxy", "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, text=True, env=env
     )
     assert process.stdout is not None
     line = process.stdout.readline().strip()
@@ -118,6 +121,7 @@ def main() -> None:
     total = int(args.gib * (1 << 30))
 
     process, url = start_proxy_server()
+    loop_only, loop_url = start_proxy_server(splice=False)
     try:
         sink = socket.create_server(("127.0.0.1", 0))
         echo = socket.create_server(("127.0.0.1", 0))
@@ -125,20 +129,25 @@ def main() -> None:
         with httpx.Client(base_url=url, timeout=5) as api:
             sink_proxy = api.post("/proxies", json={"name": "sink", "upstream": f"127.0.0.1:{sink.getsockname()[1]}"})
             echo_proxy = api.post("/proxies", json={"name": "echo", "upstream": f"127.0.0.1:{echo.getsockname()[1]}"})
+        with httpx.Client(base_url=loop_url, timeout=5) as api:
+            loop_proxy = api.post("/proxies", json={"name": "sink", "upstream": f"127.0.0.1:{sink.getsockname()[1]}"})
+        loop_port = int(loop_proxy.json()["listen"].rsplit(":", 1)[1])
         sink_port = int(sink_proxy.json()["listen"].rsplit(":", 1)[1])
         echo_port = int(echo_proxy.json()["listen"].rsplit(":", 1)[1])
 
-        direct_runs, proxy_runs = [], []
+        direct_runs, proxy_runs, loop_runs = [], [], []
         direct_rtt, proxy_rtt = [], []
         for _ in range(args.repeat):  # interleaved, so both paths see the same machine load
             direct_runs.append(throughput(sink.getsockname()[1], sink, total))
             proxy_runs.append(throughput(sink_port, sink, total))
+            loop_runs.append(throughput(loop_port, sink, total))
             direct_rtt += ping_pong(echo.getsockname()[1], args.pings)
             proxy_rtt += ping_pong(echo_port, args.pings)
         direct_mbs, proxy_mbs = max(direct_runs), max(proxy_runs)
     finally:
-        process.terminate()
-        process.wait(10)
+        for proc in (process, loop_only):
+            proc.terminate()
+            proc.wait(10)
 
     d50, d99 = percentile(direct_rtt, 0.5), percentile(direct_rtt, 0.99)
     p50, p99 = percentile(proxy_rtt, 0.5), percentile(proxy_rtt, 0.99)
@@ -146,6 +155,8 @@ def main() -> None:
     print(f"throughput runs (MB/s): direct {[round(x) for x in direct_runs]}, proxy {[round(x) for x in proxy_runs]}")
     print(f"throughput ({args.gib:g} GiB stream, best of {args.repeat}): direct {direct_mbs:,.0f} MB/s, proxy {proxy_mbs:,.0f} MB/s "
           f"({proxy_mbs / direct_mbs:.0%} of direct)")
+    print(f"  event loop only (FAULTS_TOXIPROXY_SPLICE=0): best {max(loop_runs):,.0f} MB/s "
+          f"({max(loop_runs) / direct_mbs:.0%} of direct); runs {[round(x) for x in loop_runs]}")
     print(f"round trip (1-byte ping-pong, {len(proxy_rtt)} samples per path): direct p50 {d50:.1f} µs p99 {d99:.1f} µs; "
           f"proxy p50 {p50:.1f} µs p99 {p99:.1f} µs")
     print(f"added by the proxy: p50 {p50 - d50:.1f} µs, p99 {p99 - d99:.1f} µs "

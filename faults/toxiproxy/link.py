@@ -339,7 +339,7 @@ class Side(asyncio.Protocol):
             link.received += size
             link.sent += size
             link.dst.transport.write(data)  # type: ignore[union-attr]
-            if link.received > splice.SPLICE_AFTER and self.conn.relay is None:
+            if size >= splice.BULK_READ and link.received > splice.SPLICE_AFTER and self.conn.relay is None:
                 self.conn.maybe_splice()
         else:
             link.feed(data)
@@ -506,6 +506,8 @@ class Connection:
             pass
 
     def _splice_done(self, up_bytes: int, down_bytes: int) -> None:
+        if self.relay is not None:
+            self.relay.release()
         self.relay = None
         for direction, moved in ((Direction.UPSTREAM, up_bytes), (Direction.DOWNSTREAM, down_bytes)):
             link = self.links[direction]

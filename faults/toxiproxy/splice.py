@@ -1,10 +1,12 @@
 """Bulk fast path: move bytes kernel-side with splice(2) while a connection has no toxic.
 
-A connection whose links are both direct and that has moved more than
-``SPLICE_AFTER`` bytes hands its two sockets to a :class:`SpliceRelay` thread:
+A connection whose links are both direct, that has moved more than
+``SPLICE_AFTER`` bytes and just read at least ``BULK_READ`` bytes at once (a
+bulk flow) hands its two sockets to a :class:`SpliceRelay` thread:
 the transports stop reading, and the thread splices socket → pipe → socket in
 both directions, so payload bytes never enter Python. Small, interactive
-connections stay on the event loop, where round trips are cheapest.
+connections stay on the event loop, where round trips are cheapest and no
+relay thread has to wait for the interpreter lock.
 
 The relay ends (and the transports read again) when a toxic is added, when the
 proxy closes the connection, or at the first EOF or error, which the transports
@@ -21,8 +23,10 @@ import select
 import threading
 from typing import Callable
 
-AVAILABLE = hasattr(os, "splice") and hasattr(select, "poll")
+# FAULTS_TOXIPROXY_SPLICE=0 keeps every byte on the event loop (for comparisons).
+AVAILABLE = hasattr(os, "splice") and hasattr(select, "poll") and os.environ.get("FAULTS_TOXIPROXY_SPLICE") != "0"
 SPLICE_AFTER = 1 << 20  # bytes a link moves on the event loop before going kernel-side
+BULK_READ = 1 << 16  # ... and only when a single read is this large (a bulk flow, not chatter)
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031
 _NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2) | getattr(os, "SPLICE_F_MOVE", 1)
@@ -69,12 +73,14 @@ class SpliceRelay:
     """A thread splicing between two connected, non-blocking sockets until stopped."""
 
     def __init__(self, client_fd: int, upstream_fd: int, on_exit: Callable[[int, int], None]) -> None:
-        """``on_exit(up_bytes, down_bytes)`` runs in the thread when the relay is done."""
+        """``on_exit(up_bytes, down_bytes)`` runs in the thread when the relay is done;
+        the owner then calls :meth:`release` on its own thread."""
         self._client_fd = client_fd
         self._upstream_fd = upstream_fd
         self._on_exit = on_exit
         self._stopping = False
         self._abandon = False
+        self._released = False
         self._up_moved = 0
         self._down_moved = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -95,12 +101,25 @@ class SpliceRelay:
         pipes are dropped instead of flushed.
         """
         self._abandon = self._abandon or abandon
+        if self._released:
+            return
         if not self._stopping or abandon:
             self._stopping = True
             try:
                 os.write(self._wake_w, b"x")
             except OSError:
                 pass
+
+    def release(self) -> None:
+        """Close the wake-up pipe; call on the owner's thread once ``on_exit`` was seen.
+
+        Kept open until then so that ``stop`` never writes to a descriptor
+        number the process may already have reused.
+        """
+        if not self._released:
+            self._released = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _run(self) -> None:
         _name_thread(b"toxiproxy-splic")
@@ -111,9 +130,7 @@ class SpliceRelay:
         finally:
             up.close()
             down.close()
-            os.close(self._wake_r)
             self._up_moved, self._down_moved = up.moved, down.moved
-            os.close(self._wake_w)
             _running.discard(self)
             self._on_exit(up.moved, down.moved)
 
