@@ -94,7 +94,7 @@ class SpliceRelay:
         """Bytes moved so far (upstream, downstream); read live by the metrics."""
         return self._up_moved, self._down_moved
 
-    def stop(self, *, abandon: bool = False) -> None:  # noqa: D401
+    def stop(self, *, abandon: bool = False) -> None:
         """Ask the thread to hand the sockets back (returns at once).
 
         With ``abandon`` (the connection is being closed) bytes still in the
@@ -159,6 +159,11 @@ class SpliceRelay:
                 if mask:
                     poller.register(fd, mask)
             events = poller.poll()
+            if any(fd == self._wake_r for fd, _ in events):
+                try:
+                    os.read(self._wake_r, 64)  # drained, so a flush wait does not spin
+                except OSError:
+                    pass
             if any(event & (select.POLLERR | select.POLLNVAL) for fd, event in events if fd != self._wake_r):
                 return  # the transports will see the error
             if finishing:
