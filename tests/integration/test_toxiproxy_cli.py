@@ -17,7 +17,6 @@ from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     TcpServer,
     connect,
     echo,
-    free_port,
     recv_exactly,
     start_server,
 )

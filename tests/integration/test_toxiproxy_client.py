@@ -19,7 +19,6 @@ from faults.toxiproxy.client import (
 )
 from faults.toxiproxy.server import ToxiproxyServer
 from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
-    ServerProcess,
     TcpServer,
     api,
     connect,

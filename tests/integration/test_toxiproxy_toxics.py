@@ -6,7 +6,6 @@ import queue
 import socket
 import statistics
 import time
-from typing import Iterator
 
 import pytest
 
