@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -35,8 +36,9 @@ proxy_app = typer.Typer(no_args_is_help=True, help="The Toxiproxy-compatible fau
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(proxy_app, name="proxy")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, files) gets room for the tables instead of Rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 130)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
 
 DRIVERS = ("local", "compose", "auto")
 

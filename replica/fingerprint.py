@@ -88,4 +88,20 @@ class Expectation(BaseModel):
         return found
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.model_dump(exclude_none=True).items()) or "anything"
+        """Compact, e.g. ``accepted, no welcome, 1011 "Internal error" <= 200 ms``."""
+        parts: list[str] = []
+        if self.handshake is not None:
+            parts.append(self.handshake)
+        if self.welcome is not None:
+            parts.append("welcome" if self.welcome else "no welcome")
+        if self.close_code is not None or self.close_reason is not None:
+            code = "" if self.close_code is None else str(self.close_code)
+            reason = "" if self.close_reason is None else f' "{self.close_reason}"'
+            parts.append((code + reason).strip())
+        if self.closed_by is not None:
+            parts.append(f"closed by {self.closed_by}")
+        if self.close_after_ms is not None:
+            parts.append(f"{self.close_after_ms} ms")
+        if self.pong is not None:
+            parts.append("pong" if self.pong else "no pong")
+        return ", ".join(parts) or "anything"

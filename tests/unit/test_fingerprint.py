@@ -36,3 +36,9 @@ def test_closed_by_client_is_a_different_fingerprint():
 def test_summary_of_refused_handshake():
     assert Fingerprint(handshake="http_503").summary() == "handshake http_503"
     assert SEED.summary() == 'accepted, no welcome, 1011 "Internal error" after 7 ms'
+
+
+def test_describe_is_compact():
+    expect = Expectation(handshake="accepted", welcome=False, close_code=1011, close_reason="Internal error", close_after_ms=Range(max=200))
+    assert expect.describe() == 'accepted, no welcome, 1011 "Internal error", <= 200 ms'
+    assert Expectation(handshake="http_503").describe() == "http_503"
