@@ -14,7 +14,8 @@ Blocking use: :func:`run` (what ``python -m faults.toxiproxy`` and
 ``replica proxy serve`` call). It prints ``toxiproxy listening on
 http://HOST:PORT`` once listening and exits 0 on SIGTERM/SIGINT; it raises
 ``SystemExit(2)`` for an unreadable or invalid config and ``SystemExit(3)``
-when the API port cannot be bound, after a message on stderr.
+when the API port (or a proxy's listen address from the config) cannot be
+bound, after a message on stderr.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .collection import PopulateError, ProxyCollection
 from .http import serve_connection
 from .model import ApiError, ProxyInput, decode, parse_populate
 
-__all__ = ["ConfigError", "ToxiproxyServer", "load_config", "run"]
+__all__ = ["ConfigError", "ProxyBindError", "ToxiproxyServer", "load_config", "run"]
 
 
 class ConfigError(Exception):
@@ -50,6 +51,10 @@ def load_config(path: str) -> list[ProxyInput]:
         return parse_populate(decode(data))
     except ApiError as exc:
         raise ConfigError(f"invalid config file {path}: {exc.message}") from None
+
+
+class ProxyBindError(OSError):
+    """A proxy from the config file cannot listen (its address is in use or invalid)."""
 
 
 class ToxiproxyServer:
@@ -85,7 +90,9 @@ class ToxiproxyServer:
                 await self.collection.populate(items)
             except PopulateError as exc:
                 self.collection.close()
-                raise ConfigError(f"config file {self.config}: {exc.error.message}") from None
+                if exc.error.status >= 500:  # a listen address of the config cannot be bound
+                    raise ProxyBindError(f"cannot start a proxy of {self.config}: {exc.error.message}") from None
+                raise ConfigError(f"invalid config file {self.config}: {exc.error.message}") from None
         try:
             self._server = await asyncio.start_server(
                 self._serve, self.host, self.port, reuse_address=True, family=socket.AF_UNSPEC
@@ -135,6 +142,9 @@ async def _main(host: str, port: int, config: str | None, seed: int | None) -> i
     except ConfigError as exc:
         print(f"toxiproxy: {exc}", file=sys.stderr, flush=True)
         return 2
+    except ProxyBindError as exc:
+        print(f"toxiproxy: {exc}", file=sys.stderr, flush=True)
+        return 3
     except OSError as exc:
         print(f"toxiproxy: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 3

@@ -95,8 +95,15 @@ def test_unreadable_or_invalid_config_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "invalid config file" in result.stderr
 
 
-def test_port_in_use_exits_3() -> None:
+def test_port_in_use_exits_3(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
-        result = run_cli("--port", str(busy.getsockname()[1]))
+        busy_port = busy.getsockname()[1]
+        result = run_cli("--port", str(busy_port))
+        assert result.returncode == 3
+        assert "cannot listen" in result.stderr and result.stdout == ""
+
+        config = tmp_path / "busy.json"
+        config.write_text(json.dumps([{"name": "p", "upstream": "x:1", "listen": f"127.0.0.1:{busy_port}"}]))
+        result = run_cli("--port", "0", "--config", str(config))
     assert result.returncode == 3
-    assert "cannot listen" in result.stderr and result.stdout == ""
+    assert f"listen tcp 127.0.0.1:{busy_port}: bind: address already in use" in result.stderr
