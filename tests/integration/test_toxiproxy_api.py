@@ -420,3 +420,48 @@ def test_metrics_count_bytes_live(http: httpx.Client, echo: TcpServer) -> None:
     assert f'toxiproxy_proxy_received_bytes_total{{direction="upstream",{labels}}} 1000' in text
     assert f'toxiproxy_proxy_sent_bytes_total{{direction="downstream",{labels}}} 1000' in text
     client.close()
+
+
+def test_raw_response_bytes_follow_go(toxiproxy: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", toxiproxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\nDELETE /proxies/none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while data := sock.recv(65536):
+            raw += data
+    first, second = raw.split(b"HTTP/1.1 404", 1)
+    head, body = first.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert [line.split(b":")[0] for line in lines[1:]] == [
+        b"Content-Type",
+        b"X-Toxiproxy-Request-Id",
+        b"Date",
+        b"Content-Length",
+    ]
+    assert body == b'{"version": "2.12.0"}\n'
+    head, body = second.split(b"\r\n\r\n", 1)
+    assert [line.split(b":")[0] for line in head.split(b"\r\n")[1:]] == [
+        b"Content-Type",
+        b"X-Content-Type-Options",
+        b"X-Toxiproxy-Request-Id",
+        b"Connection",
+        b"Date",
+        b"Content-Length",
+    ]
+    assert body == b'{"error":"proxy not found","status":404}\n'
+
+
+def test_chunked_body_and_expect_continue(toxiproxy: ServerProcess, api: ToxiproxyClient) -> None:
+    body = b'{"name":"c","upstream":"x:1"}'
+    with socket.create_connection(("127.0.0.1", toxiproxy.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        raw = b""
+        while data := sock.recv(65536):
+            raw += data
+    assert raw.startswith(b"HTTP/1.1 201 Created\r\n")
+    assert b'"name":"c"' in raw
