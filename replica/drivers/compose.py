@@ -42,6 +42,7 @@ import httpx
 from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
 from replica.drivers.base import BackendOutcome
+from replica.drivers.local import phase_finished
 from replica.errors import ConfigError, InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from replica.settings import BUILTIN_HANDLERS
@@ -208,7 +209,8 @@ class ComposeLane:
     container: str
     proxies: dict[str, str]
     base_url: str
-    health_url: str
+    #: ``http://127.0.0.1:PORT`` of the backend through a proxy that never gets a toxic.
+    health_root: str
     _client: AsyncToxiproxyClient
     outcome: BackendOutcome = field(default_factory=lambda: BackendOutcome(ready=False, detail="not started"))
 
@@ -224,34 +226,39 @@ class ComposeLane:
     async def set_down(self, down: HopDown) -> None:
         await self._client.update_proxy(self.proxies[down.hop], enabled=False)
 
-    def backend_log(self, n_lines: int = 40) -> str:
+    async def backend_log(self, n_lines: int = 40) -> str:
         try:
-            out = _docker(["logs", "--tail", str(n_lines), self.container], timeout=20)
-        except subprocess.TimeoutExpired:
+            out = await _adocker(["logs", "--tail", str(n_lines), self.container], timeout=20)
+        except asyncio.TimeoutError:
             return ""
         return out.stdout + out.stderr
 
 
-async def _wait_backend(lane: ComposeLane, exited: asyncio.Task[int | None], timeout: float) -> BackendOutcome:
-    """Until the backend answers ``GET /health`` (through the lane's health proxy),
-    its container exits, or the timeout runs out."""
+async def _wait_backend(
+    lane: ComposeLane, exited: asyncio.Task[int | None], timeout: float, probe_after: str = "listening"
+) -> BackendOutcome:
+    """Until the backend answers ``GET /health`` (and, unless ``probe_after`` is
+    ``listening``, ``/health/ready`` shows that startup phase finished) through the
+    lane's health proxy, its container exits, or the timeout runs out."""
     started = time.monotonic()
     deadline = started + timeout
     delay = 0.01
+    path = "/health" if probe_after == "listening" else "/health/ready"
     async with httpx.AsyncClient(timeout=0.5) as http:
         while True:
             if exited.done():
                 code = exited.result()
-                tail = [line for line in lane.backend_log(15).strip().splitlines() if line.strip()]
+                tail = [line for line in (await lane.backend_log(15)).strip().splitlines() if line.strip()]
                 detail = f"backend exited with code {code}: {tail[-1] if tail else 'no output'}"
                 return BackendOutcome(False, detail, refused_settings=code == BACKEND_USAGE_ERROR)
             try:
-                if (await http.get(lane.health_url)).status_code == 200:
+                response = await http.get(lane.health_root + path)
+                if response.status_code == 200 or (path != "/health" and phase_finished(response, probe_after)):
                     return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
             except httpx.HTTPError:
                 pass
             if time.monotonic() >= deadline:
-                return BackendOutcome(False, f"backend did not answer /health within {timeout:g} s")
+                return BackendOutcome(False, f"backend did not answer {path} within {timeout:g} s")
             await asyncio.sleep(delay)  # polling interval of a bounded readiness wait
             delay = min(delay * 2, 0.1)
 
@@ -480,6 +487,7 @@ class ComposeDriver:
         toxics: tuple[ToxicSpec, ...] = (),
         down: tuple[HopDown, ...] = (),
         ready_timeout_s: float = 20.0,
+        probe_after: str = "listening",
     ) -> AsyncIterator[ComposeLane]:
         if self._closed:
             raise InfrastructureError("the compose driver is closed")
@@ -504,7 +512,7 @@ class ComposeDriver:
                 container=container,
                 proxies={hop: f"{hop}-{lane_id}" for hop in ("postgres", "redis", "auth", "backend")},
                 base_url=f"http://127.0.0.1:{self._host_ports[backend_port]}",
-                health_url=f"http://127.0.0.1:{self._host_ports[health_port]}/health",
+                health_root=f"http://127.0.0.1:{self._host_ports[health_port]}",
                 _client=client,
             )
             for toxic in (t for t in toxics if t.when == "before_start"):
@@ -514,7 +522,7 @@ class ComposeDriver:
             await self._run_backend(container, lane_id, backend, slot)
             started_container = True
             exited = asyncio.ensure_future(_container_exit(container))
-            lane.outcome = await _wait_backend(lane, exited, ready_timeout_s)
+            lane.outcome = await _wait_backend(lane, exited, ready_timeout_s, probe_after)
             if lane.outcome.ready:
                 for toxic in (t for t in toxics if t.when == "after_ready"):
                     await lane.add_toxic(toxic)

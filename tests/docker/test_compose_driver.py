@@ -12,13 +12,14 @@ import sys
 import time
 import uuid
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
 from replica.drivers.compose import LANE_LABEL, PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
 from replica.errors import InfrastructureError
-from replica.scenarios import BackendSpec, HopDown
+from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from tests.docker.conftest import REPO, _run, new_project_name
 
 pytestmark = pytest.mark.docker
@@ -62,7 +63,7 @@ def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
 def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
     async def scenario() -> tuple[object, dict]:
         async with driver.lane(BackendSpec(), ready_timeout_s=60) as lane:
-            assert lane.outcome.ready, lane.outcome.detail + "\n" + lane.backend_log()
+            assert lane.outcome.ready, lane.outcome.detail + "\n" + await lane.backend_log()
             return lane.outcome, await _welcome(lane.base_url, driver.mint_token())
 
     outcome, welcome = asyncio.run(scenario())
@@ -86,6 +87,49 @@ def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
     (url_a, ev_a), (url_b, ev_b) = asyncio.run(both())
     assert url_a != url_b
     assert ev_a == ev_b == "connection_established"
+
+
+def test_toxics_land_on_the_lane_own_proxy(driver: ComposeDriver) -> None:
+    latency = ToxicSpec(hop="backend", type="latency", attributes={"latency": 400}, when="after_ready")
+
+    async def scenario() -> tuple[list, float]:
+        async with driver.lane(BackendSpec(), toxics=(latency,), ready_timeout_s=60) as lane:
+            assert lane.outcome.ready, lane.outcome.detail
+            async with httpx.AsyncClient(timeout=5) as http:
+                toxics = (await http.get(f"{driver.toxiproxy_url}/proxies/{lane.proxies['backend']}/toxics")).json()
+                started = time.monotonic()
+                assert (await http.get(f"{lane.base_url}/health")).status_code == 200
+                return toxics, time.monotonic() - started
+
+    toxics, elapsed = asyncio.run(scenario())
+    assert [(t["type"], t["attributes"]["latency"]) for t in toxics] == [("latency", 400)]
+    assert elapsed >= 0.4
+
+
+def test_probe_after_waits_for_a_startup_phase(driver: ComposeDriver) -> None:
+    async def scenario():
+        async with driver.lane(BackendSpec(startup_mode="background"), ready_timeout_s=60, probe_after="SERVICES") as lane:
+            async with httpx.AsyncClient(timeout=5) as http:
+                ready = (await http.get(lane.base_url + "/health/ready")).json()
+            return lane.outcome, ready
+
+    outcome, ready = asyncio.run(scenario())
+    assert outcome.ready, outcome.detail
+    phases = {p["name"]: p["status"] for p in ready["phases"]}
+    assert phases.get("SERVICES") in ("ok", "failed", "cancelled"), ready
+
+
+def test_a_scenario_runs_on_the_cli_with_the_compose_driver(images: dict[str, str], tmp_path) -> None:
+    env = {**__import__("os").environ, "REPLICA_COMPOSE_PROJECT_PREFIX": f"sr-cli-{uuid.uuid4().hex[:6]}", "COLUMNS": "200"}
+    out = subprocess.run(
+        [sys.executable, "-m", "replica.cli", "scenarios", "run", "healthy", "--driver", "compose",
+         "--json", str(tmp_path / "runs.json")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "compose" in out.stdout + out.stderr
+    assert (tmp_path / "runs.json").exists()
+    assert not _projects_with_prefix(env["REPLICA_COMPOSE_PROJECT_PREFIX"])
 
 
 def test_refused_settings_are_reported(driver: ComposeDriver) -> None:
