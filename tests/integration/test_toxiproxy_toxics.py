@@ -7,6 +7,7 @@ import socket
 import statistics
 import time
 
+import httpx
 import pytest
 
 from faults.toxiproxy.client import Proxy, ToxiproxyClient
@@ -100,7 +101,8 @@ def test_latency_jitter_stays_in_range(api: ToxiproxyClient, proxy: Proxy) -> No
     api.add_toxic("echo", "latency", stream="upstream", attributes={"latency": 40, "jitter": 20})
     sock = connect(proxy.listen_port)
     samples = [round_trip_ms(sock) for _ in range(8)]
-    assert all(19 <= s <= 66 for s in samples), samples
+    assert min(samples) >= 19, samples  # never earlier than latency - jitter
+    assert statistics.median(samples) <= 62, samples
     assert max(samples) - min(samples) > 2  # jitter really varies
     sock.close()
 
@@ -109,16 +111,28 @@ def test_chained_latencies_add_up(api: ToxiproxyClient, proxy: Proxy) -> None:
     api.add_toxic("echo", "latency", name="a", attributes={"latency": 30})
     api.add_toxic("echo", "latency", name="b", attributes={"latency": 30})
     sock = connect(proxy.listen_port)
-    assert 59 <= round_trip_ms(sock) <= 70
+    samples = [round_trip_ms(sock) for _ in range(3)]
+    assert min(samples) >= 59 and statistics.median(samples) <= 70, samples
     sock.close()
 
 
-def test_removing_a_toxic_flushes_what_it_held(api: ToxiproxyClient, proxy: Proxy) -> None:
+def downstream_received(url: str, proxy: str) -> int:
+    """The live byte counter of what the proxy read from the upstream."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith('toxiproxy_proxy_received_bytes_total{direction="downstream"') and f'proxy="{proxy}"' in line:
+            return int(line.rsplit(" ", 1)[1])
+    return 0
+
+
+def test_removing_a_toxic_flushes_what_it_held(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
     api.add_toxic("echo", "latency", attributes={"latency": 20_000})
     sock = connect(proxy.listen_port)
     sock.sendall(b"held-1")
     sock.sendall(b"held-2")
-    time.sleep(0.05)  # let the echo come back into the toxic (not a synchronisation: the data is asserted below)
+    deadline = time.monotonic() + 5
+    while downstream_received(toxiproxy.url, "echo") < 12:  # the echo is now held by the toxic
+        assert time.monotonic() < deadline
     start = time.perf_counter()
     api.remove_toxic("echo", "latency_downstream")
     assert recv_exactly(sock, 12) == b"held-1held-2"
@@ -126,10 +140,13 @@ def test_removing_a_toxic_flushes_what_it_held(api: ToxiproxyClient, proxy: Prox
     sock.close()
 
 
-def test_update_acts_on_open_connections(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_update_acts_on_open_connections(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
     api.add_toxic("echo", "latency", attributes={"latency": 20_000})
     sock = connect(proxy.listen_port)
     sock.sendall(b"q")
+    deadline = time.monotonic() + 5
+    while downstream_received(toxiproxy.url, "echo") < 1:  # held by the 20 s latency
+        assert time.monotonic() < deadline
     start = time.perf_counter()
     api.update_toxic("echo", "latency_downstream", attributes={"latency": 0})
     assert recv_exactly(sock, 1) == b"q"
