@@ -324,7 +324,7 @@ def _delayed_pattern(server: ServerProcess, upstream: str) -> list[bool]:
         pattern = []
         for _ in range(12):
             sock = connect(proxy.listen_port)
-            pattern.append(round_trip_ms(sock) > 30)
+            pattern.append(min(round_trip_ms(sock), round_trip_ms(sock)) > 30)  # noise only adds
             sock.close()
         return pattern
 
