@@ -112,7 +112,7 @@ def test_chained_latencies_add_up(api: ToxiproxyClient, proxy: Proxy) -> None:
     api.add_toxic("echo", "latency", name="b", attributes={"latency": 30})
     sock = connect(proxy.listen_port)
     samples = [round_trip_ms(sock) for _ in range(3)]
-    assert min(samples) >= 59 and statistics.median(samples) <= 70, samples
+    assert 59 <= min(samples) <= 75, samples  # 30 + 30, not 30 and not more (noise only adds)
     sock.close()
 
 
