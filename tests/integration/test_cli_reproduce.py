@@ -62,3 +62,11 @@ def test_bad_handler_is_an_error_that_names_it(tmp_path):
     result = run_replica("scenarios", "run", "healthy", "--handler", "nonexistent_mod:fn", state_dir=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "the backend refused its settings" in result.stderr and "nonexistent_mod" in result.stderr
+
+
+def test_every_catalog_scenario_gives_its_expected_fingerprint(tmp_path):
+    result = run_replica("scenarios", "run", "--all", "--json", str(tmp_path / "all.json"), state_dir=tmp_path, timeout=600)
+    report = json.loads((tmp_path / "all.json").read_text())["scenarios"]
+    failed = [(r["name"], r["mismatches"]) for r in report if r["verdict"] != "pass"]
+    assert result.returncode == 0 and not failed, failed or result.stderr[-3000:]
+    assert len(report) >= 40
