@@ -120,4 +120,6 @@ def test_soak_toxic_churn_under_traffic() -> None:
     try:
         asyncio.run(scenario())
     finally:
+        log = server.log()
         assert server.stop() == 0
+    assert "Traceback" not in log, log

@@ -7,10 +7,11 @@ import queue
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import pytest
 
@@ -24,6 +25,7 @@ START_TIMEOUT = 15.0
 class ServerProcess:
     process: subprocess.Popen[str]
     url: str
+    stderr: IO[bytes]
 
     @property
     def pid(self) -> int:
@@ -36,6 +38,11 @@ class ServerProcess:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def log(self) -> str:
+        """What the server wrote to stderr so far."""
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.terminate()
@@ -44,16 +51,18 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        self.stderr.close()
         return self.process.returncode
 
 
 def start_server(*args: str) -> ServerProcess:
     """Start ``python -m faults.toxiproxy --port 0 ARGS`` and wait for its listening line."""
+    stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on it
     process = subprocess.Popen(
         [sys.executable, "-m", "faults.toxiproxy", "--port", "0", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
@@ -66,15 +75,19 @@ def start_server(*args: str) -> ServerProcess:
         raise RuntimeError("toxiproxy did not start") from None
     if not line.startswith("toxiproxy listening on http://"):
         process.kill()
-        raise RuntimeError(f"unexpected first line {line!r}; stderr: {process.stderr.read() if process.stderr else ''}")
-    return ServerProcess(process, line.strip().rsplit(" ", 1)[1])
+        process.wait(5)
+        stderr.seek(0)
+        raise RuntimeError(f"unexpected first line {line!r}; stderr: {stderr.read().decode(errors='replace')}")
+    return ServerProcess(process, line.strip().rsplit(" ", 1)[1], stderr)
 
 
 @pytest.fixture(scope="module")
 def toxiproxy() -> Iterator[ServerProcess]:
     server = start_server("--seed", "7")
     yield server
-    server.stop()
+    log = server.log()
+    assert server.stop() == 0
+    assert "Traceback" not in log, log  # no exception escaped anywhere in the server
 
 
 @pytest.fixture()
