@@ -173,9 +173,10 @@ class ToxiproxyClient:
 
     def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body) if body is not None else self._http.request(
-                method, path
-            )
+            if body is not None:
+                response = self._http.request(method, path, json=body)
+            else:
+                response = self._http.request(method, path)
         except httpx.TransportError as exc:
             raise _unavailable(exc, self.base_url) from exc
         _raise_for(response)

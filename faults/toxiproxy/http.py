@@ -36,9 +36,6 @@ class Request:
     def path(self) -> str:
         return unquote(self.target.split("?", 1)[0])
 
-    @property
-    def raw_path(self) -> str:
-        return self.target.split("?", 1)[0]
 
 
 @dataclass

@@ -219,7 +219,6 @@ class ProxyInput:
     upstream: str
     enabled: bool = True
     toxics: list[ToxicSpec] | None = None  # only from /populate and --config
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _PROXY_FIELDS = ("name", "listen", "upstream", "enabled")
