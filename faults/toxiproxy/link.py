@@ -533,6 +533,8 @@ class Connection:
     def update_toxic(self, spec: ToxicSpec) -> None:
         if self.links and not self.closed:
             self.links[spec.direction].update(spec)
+            if self.relay is not None:  # toxicity may now say yes
+                self.relay.stop()
 
     def remove_toxic(self, spec: ToxicSpec) -> None:
         if self.links and not self.closed:

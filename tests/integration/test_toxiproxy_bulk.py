@@ -124,3 +124,15 @@ def test_half_close_after_bulk(proxy: Proxy) -> None:
     sender.join(5)
     assert bytes(received) == payload
     sock.close()
+
+
+def test_toxicity_switched_on_stops_the_relay(api: ToxiproxyClient, proxy: Proxy) -> None:
+    api.add_toxic("bulk", "latency", toxicity=0.0, attributes={"latency": 100})
+    sock = connect(proxy.listen_port)
+    assert echo_bulk(sock, BULK) == pattern(BULK)  # the toxic is off: bulk goes kernel-side
+    api.update_toxic("bulk", "latency_downstream", toxicity=1.0)
+    start = time.perf_counter()
+    sock.sendall(b"p")
+    assert recv_exactly(sock, 1) == b"p"
+    assert time.perf_counter() - start >= 0.099
+    sock.close()
