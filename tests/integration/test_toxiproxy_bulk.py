@@ -126,10 +126,11 @@ def test_half_close_after_bulk(proxy: Proxy) -> None:
     sock.close()
 
 
-def test_toxicity_switched_on_stops_the_relay(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_toxicity_switched_on_stops_the_relay(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
     api.add_toxic("bulk", "latency", toxicity=0.0, attributes={"latency": 100})
     sock = connect(proxy.listen_port)
-    assert echo_bulk(sock, BULK) == pattern(BULK)  # the toxic is off: bulk goes kernel-side
+    assert echo_bulk(sock, BULK) == pattern(BULK)
+    assert splice_threads(toxiproxy.pid) == 1  # the toxic is off: bulk went kernel-side
     api.update_toxic("bulk", "latency_downstream", toxicity=1.0)
     start = time.perf_counter()
     sock.sendall(b"p")
