@@ -71,7 +71,7 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-unty
 def test_bulk_bytes_are_exact_and_counted_live(toxiproxy: ServerProcess, proxy: Proxy, echo: TcpServer) -> None:
     sock = connect(proxy.listen_port)
     assert echo_bulk(sock, BULK) == pattern(BULK)
-    assert splice_threads(toxiproxy.pid) == 1  # the relay took over
+    assert splice_threads(toxiproxy.pid) >= 1  # the relay took over
     metrics = httpx.get(f"{toxiproxy.url}/metrics", timeout=5).text
     labels = f'listener="{proxy.listen}",proxy="bulk",upstream="{echo.address}"'
     for direction in ("upstream", "downstream"):
@@ -130,7 +130,7 @@ def test_toxicity_switched_on_stops_the_relay(toxiproxy: ServerProcess, api: Tox
     api.add_toxic("bulk", "latency", toxicity=0.0, attributes={"latency": 100})
     sock = connect(proxy.listen_port)
     assert echo_bulk(sock, BULK) == pattern(BULK)
-    assert splice_threads(toxiproxy.pid) == 1  # the toxic is off: bulk went kernel-side
+    assert splice_threads(toxiproxy.pid) >= 1  # the toxic is off: bulk went kernel-side
     api.update_toxic("bulk", "latency_downstream", toxicity=1.0)
     start = time.perf_counter()
     sock.sendall(b"p")
