@@ -99,6 +99,7 @@ def test_toxics_take_over_from_the_relay(toxiproxy: ServerProcess, api: Toxiprox
 
 
 def test_disable_closes_a_spliced_connection(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
+    assert wait_until(lambda: splice_threads(toxiproxy.pid) == 0)  # earlier tests' relays are gone
     baseline = toxiproxy.fd_count()
     sock = connect(proxy.listen_port)
     assert echo_bulk(sock, BULK) == pattern(BULK)
@@ -110,7 +111,7 @@ def test_disable_closes_a_spliced_connection(toxiproxy: ServerProcess, api: Toxi
     sock.close()
     api.update_proxy("bulk", enabled=True)
     assert wait_until(lambda: toxiproxy.fd_count() <= baseline)
-    assert splice_threads(toxiproxy.pid) == 0
+    assert wait_until(lambda: splice_threads(toxiproxy.pid) == 0)
 
 
 def test_half_close_after_bulk(proxy: Proxy) -> None:
