@@ -7,7 +7,6 @@ correct bytes, and the server's file descriptors must return to baseline.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
