@@ -244,6 +244,7 @@ async def _wait_backend(
     deadline = started + timeout
     delay = 0.01
     path = "/health" if probe_after == "listening" else "/health/ready"
+    last = "no answer"
     async with httpx.AsyncClient(timeout=0.5) as http:
         while True:
             if exited.done():
@@ -255,10 +256,11 @@ async def _wait_backend(
                 response = await http.get(lane.health_root + path)
                 if response.status_code == 200 or (path != "/health" and phase_finished(response, probe_after)):
                     return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
-            except httpx.HTTPError:
-                pass
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
             if time.monotonic() >= deadline:
-                return BackendOutcome(False, f"backend did not answer {path} within {timeout:g} s")
+                return BackendOutcome(False, f"backend did not answer {path} within {timeout:g} s (last: {last})")
             await asyncio.sleep(delay)  # polling interval of a bounded readiness wait
             delay = min(delay * 2, 0.1)
 
