@@ -22,7 +22,7 @@ from rich.table import Table
 
 from replica import report
 from replica.drivers.base import Driver
-from replica.drivers.processes import ProcessGroup, install_sigterm_handler
+from replica.drivers.processes import ProcessGroup, install_interrupt_handlers, raise_if_interrupted
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
@@ -48,7 +48,7 @@ def cli_errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        restore = install_sigterm_handler()
+        restore = install_interrupt_handlers()
         try:
             return func(*args, **kwargs)
         except ReplicaError as exc:
@@ -287,6 +287,7 @@ def up(
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
             lanes = LanesServer(driver)
             await lanes.start()
+            raise_if_interrupted()
             write_state(driver.info.model_copy(update={"backend_url": lane.base_url, "lanes_url": lanes.url}))
             try:
                 out.print(f"[bold green]replica up[/] (pid {os.getpid()}), handler {handler}")

@@ -48,6 +48,8 @@ __all__ = [
     "free_port",
     "ensure_port_free",
     "install_sigterm_handler",
+    "install_interrupt_handlers",
+    "raise_if_interrupted",
     "wait_until",
     "wait_until_async",
     "port_is_open",
@@ -666,6 +668,7 @@ class ProcessGroup:
             group=group,
         )
         self.processes.append(process)
+        raise_if_interrupted()
         return process
 
     def adopt(self, process: ManagedProcess) -> ManagedProcess:
@@ -718,8 +721,41 @@ class ProcessGroup:
 # ---------------------------------------------------------------------- signals
 
 
+_interrupted = threading.Event()
+
+
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    _interrupted.set()
     raise KeyboardInterrupt(f"received signal {signum}")
+
+
+def raise_if_interrupted() -> None:
+    """Raise the interrupt a handler could not.
+
+    A signal that lands while ``subprocess`` forks runs its handler inside an
+    ``os.register_at_fork`` callback, where CPython prints and drops exceptions:
+    the KeyboardInterrupt is lost. The handler also sets a flag, checked here
+    after each start.
+    """
+    if _interrupted.is_set():
+        raise KeyboardInterrupt("interrupted while a process was being started")
+
+
+def install_interrupt_handlers() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM raise :class:`KeyboardInterrupt`, even when SIGINT
+    was inherited as ignored (shells do that for background jobs), and without
+    asyncio trading Ctrl-C for a cancellation a library might absorb.
+
+    Call from the main thread (the CLI does at start-up). Returns a function
+    that restores the previous handlers.
+    """
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def install_sigterm_handler() -> Callable[[], None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -27,8 +28,29 @@ PRELOAD = ["__main__", "replica.drivers.backend_preload"]
 _PR_SET_PDEATHSIG = 1
 
 
+def _release_fork_server_fds() -> None:
+    """Close the fork server's "harness alive" pipe and the resource tracker's pipe.
+
+    multiprocessing hands every fork a copy of both. A backend holding them would
+    keep the fork server (and so itself) alive after the harness is gone; without
+    them, the harness's exit ends the fork server, whose exit ends the backend.
+    """
+    for fd in (
+        getattr(multiprocessing.forkserver._forkserver, "_forkserver_alive_fd", None),
+        getattr(multiprocessing.resource_tracker._resource_tracker, "_fd", None),
+    ):
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    multiprocessing.forkserver._forkserver._forkserver_alive_fd = None
+    multiprocessing.resource_tracker._resource_tracker._fd = None
+
+
 def _child(env: dict[str, str], log_path: str) -> None:
     """Runs in the fork: become a process group, log to the file, serve."""
+    _release_fork_server_fds()
     os.setsid()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -46,6 +68,13 @@ def _child(env: dict[str, str], log_path: str) -> None:
     from replica.backend.__main__ import main
 
     sys.exit(main())
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class ForkedBackend:
@@ -102,11 +131,19 @@ class BackendSpawner:
         multiprocessing.forkserver.ensure_running()
 
     def close(self) -> None:
-        """Stop the fork server and wait for it (its backends die with it)."""
-        server = multiprocessing.forkserver._forkserver  # the process-wide fork server
-        stop = getattr(server, "_stop", None)  # CPython's own way to stop it (3.8+)
-        if stop is not None and getattr(server, "_forkserver_pid", None) is not None:
-            stop()
+        """Stop the fork server and its resource tracker, and wait for both.
+
+        Uses CPython's own stop methods (present since 3.8; its test suite uses
+        them): left alone, both exit only after the harness has exited.
+        """
+        server = multiprocessing.forkserver._forkserver
+        if getattr(server, "_forkserver_pid", None) is not None:
+            _kill(server._forkserver_pid)  # its backends die with it (PR_SET_PDEATHSIG)
+            server._stop()  # closes our end of its pipe and reaps it
+        tracker = multiprocessing.resource_tracker._resource_tracker
+        if getattr(tracker, "_pid", None) is not None:
+            _kill(tracker._pid)
+            tracker._stop()
 
     def spawn(self, env: Mapping[str, str], log_path: Path, name: str) -> ForkedBackend:
         log_path.parent.mkdir(parents=True, exist_ok=True)
