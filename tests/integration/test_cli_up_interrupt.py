@@ -62,16 +62,17 @@ def test_ctrl_c_once_up_stops_everything(tmp_path):
             proc.wait()
 
 
-def test_ctrl_c_while_starting_stops_everything(tmp_path):
+@pytest.mark.parametrize("started", [2, 3, 4, 5, 6])
+def test_ctrl_c_while_starting_stops_everything(tmp_path, started):
+    """Interrupt at successive points of the start (by how many children exist):
+    also while a child is being forked, where CPython drops a handler's exception."""
     proc = _start_up(tmp_path)
     try:
-        seen: list[int] = []
 
         def some_children_started() -> bool:
-            seen[:] = sorted(descendants(proc.pid))
-            return len(seen) >= 2
+            return len(descendants(proc.pid)) >= started or proc.poll() is not None
 
-        _wait_for(some_children_started, 60, "the first services to start")
+        _wait_for(some_children_started, 60, f"{started} children to start")
         tree = descendants(proc.pid)
         ports = listening_ports_of(tree)
         _interrupt_and_check(proc, tree, ports)
