@@ -16,11 +16,13 @@ reached.
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import httpx
 from urllib.parse import quote
+
+import httpx
 
 __all__ = [
     "AsyncToxiproxyClient",
@@ -249,10 +251,11 @@ class ToxiproxyClient:
 class AsyncToxiproxyClient:
     """Asynchronous client with the same methods as :class:`ToxiproxyClient`."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 5.0, verify: ssl.SSLContext | bool = True) -> None:
         self.base_url = base_url.rstrip("/")
+        # ``verify`` takes a ready TLS context: building one per client costs ~100 ms.
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, headers={"User-Agent": "replica-toxiproxy"}
+            base_url=self.base_url, timeout=timeout, headers={"User-Agent": "replica-toxiproxy"}, verify=verify
         )
 
     async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:

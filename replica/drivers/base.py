@@ -71,3 +71,13 @@ class Driver(Protocol):
     def close(self) -> None:
         """Tear down everything this driver started."""
         ...
+
+
+async def apply_faults(lane: Lane, toxics: tuple[ToxicSpec, ...], down: tuple[HopDown, ...], when: str) -> None:
+    """Add the toxics and take down the hops whose ``when`` is ``when``, in order."""
+    for toxic in toxics:
+        if toxic.when == when:
+            await lane.add_toxic(toxic)
+    for hop in down:
+        if hop.when == when:
+            await lane.set_down(hop)

@@ -41,11 +41,12 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome
+from replica.drivers.base import BackendOutcome, apply_faults
 from replica.drivers.local import phase_finished
 from replica.errors import ConfigError, InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from replica.settings import BUILTIN_HANDLERS
+from replica.tls import client_ssl_context
 
 Progress = Callable[[str], None]
 
@@ -245,7 +246,7 @@ async def _wait_backend(
     delay = 0.01
     path = "/health" if probe_after == "listening" else "/health/ready"
     last = "no answer"
-    async with httpx.AsyncClient(timeout=0.5) as http:
+    async with httpx.AsyncClient(timeout=0.5, verify=client_ssl_context()) as http:
         while True:
             if exited.done():
                 code = exited.result()
@@ -496,7 +497,7 @@ class ComposeDriver:
         slot = await self._take_slot()
         lane_id = uuid.uuid4().hex[:8]
         container = f"{self.project}-lane-{lane_id}"
-        client = AsyncToxiproxyClient(self.toxiproxy_url, timeout=5.0)
+        client = AsyncToxiproxyClient(self.toxiproxy_url, timeout=5.0, verify=client_ssl_context())
         created: list[str] = []
         exited: asyncio.Task[int | None] | None = None
         started_container = False
@@ -517,19 +518,13 @@ class ComposeDriver:
                 health_root=f"http://127.0.0.1:{self._host_ports[health_port]}",
                 _client=client,
             )
-            for toxic in (t for t in toxics if t.when == "before_start"):
-                await lane.add_toxic(toxic)
-            for hop_down in (d for d in down if d.when == "before_start"):
-                await lane.set_down(hop_down)
+            await apply_faults(lane, toxics, down, "before_start")
             await self._run_backend(container, lane_id, backend, slot)
             started_container = True
             exited = asyncio.ensure_future(_container_exit(container))
             lane.outcome = await _wait_backend(lane, exited, ready_timeout_s, probe_after)
             if lane.outcome.ready:
-                for toxic in (t for t in toxics if t.when == "after_ready"):
-                    await lane.add_toxic(toxic)
-                for hop_down in (d for d in down if d.when == "after_ready"):
-                    await lane.set_down(hop_down)
+                await apply_faults(lane, toxics, down, "after_ready")
             yield lane
         except ToxiproxyError as exc:
             raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc

@@ -22,7 +22,7 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome
+from replica.drivers.base import BackendOutcome, apply_faults
 from replica.drivers.processes import ProcessGroup, free_port, wait_for_http
 from replica.drivers.servers import start_postgres, start_redis
 from replica.drivers.spawner import BackendSpawner, ForkedBackend
@@ -214,7 +214,7 @@ class LocalDriver:
         lane_id = uuid.uuid4().hex[:8]
         created: list[str] = []
         process: ForkedBackend | None = None
-        async with AsyncToxiproxyClient(self.info.toxiproxy_url, timeout=5.0) as client:
+        async with AsyncToxiproxyClient(self.info.toxiproxy_url, timeout=5.0, verify=client_ssl_context()) as client:
             try:
                 ports: dict[str, int] = {}
                 upstreams = {"postgres": self.info.postgres_url, "redis": self.info.redis_url, "auth": self.info.auth_url}
@@ -229,10 +229,7 @@ class LocalDriver:
                 created.append(proxy.name)
                 proxies = {hop: f"{hop}-{lane_id}" for hop in ("postgres", "redis", "auth", "backend")}
                 lane = LocalLane(client, proxies, f"http://127.0.0.1:{proxy.listen_port}")
-                for toxic in (t for t in toxics if t.when == "before_start"):
-                    await lane.add_toxic(toxic)
-                for hop in (d for d in down if d.when == "before_start"):
-                    await lane.set_down(hop)
+                await apply_faults(lane, toxics, down, "before_start")
                 settings = self.backend_settings(backend, backend_port, ports)
                 process = self.spawner.spawn(
                     _python_env(settings.to_env()), self.group.path("logs", f"backend-{lane_id}.log"), f"backend-{lane_id}"
@@ -243,10 +240,7 @@ class LocalDriver:
                     process, f"http://127.0.0.1:{backend_port}", ready_timeout_s, probe_after
                 )
                 if lane.outcome.ready:
-                    for toxic in (t for t in toxics if t.when == "after_ready"):
-                        await lane.add_toxic(toxic)
-                    for hop in (d for d in down if d.when == "after_ready"):
-                        await lane.set_down(hop)
+                    await apply_faults(lane, toxics, down, "after_ready")
                 yield lane
             except ToxiproxyError as exc:
                 raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc

@@ -26,13 +26,13 @@ class RemoteLane:
         self.outcome = BackendOutcome(**info["outcome"])
 
     async def add_toxic(self, toxic: ToxicSpec) -> None:
-        async with AsyncToxiproxyClient(self._toxiproxy_url) as client:
+        async with AsyncToxiproxyClient(self._toxiproxy_url, verify=client_ssl_context()) as client:
             await client.add_toxic(
                 self.proxies[toxic.hop], toxic.type, stream=toxic.stream, toxicity=toxic.toxicity, attributes=dict(toxic.attributes)
             )
 
     async def set_down(self, down: HopDown) -> None:
-        async with AsyncToxiproxyClient(self._toxiproxy_url) as client:
+        async with AsyncToxiproxyClient(self._toxiproxy_url, verify=client_ssl_context()) as client:
             await client.update_proxy(self.proxies[down.hop], enabled=False)
 
     async def backend_log(self, n_lines: int = 40) -> str:
