@@ -8,7 +8,8 @@ Measures, each through the ``replica`` command a user types:
 * ``reproduce 1011`` on a running stack (``replica up``);
 * one scenario (``healthy``) on a running stack;
 
-and, as the baseline, one plain backend start (``python -m replica.backend`` until
+with ``--compose`` also ``reproduce 1011 --driver compose`` (first and second run)
+and the per-scenario time on its running stack; and, as the baseline, one plain backend start (``python -m replica.backend`` until
 ``/health`` answers) — the cost a scenario would pay per run without the fork
 server. Prints medians and ratios. Loopback only; everything is torn down.
 """
@@ -76,16 +77,36 @@ def with_running_stack(env: dict[str, str], rounds: int) -> tuple[list[float], l
         proc.wait(timeout=60)
 
 
+def per_scenario(report: Path) -> float:
+    """Median seconds one scenario took inside a reproduce run (lane up, probe, lane down)."""
+    return statistics.median(r["duration_ms"] for r in json.loads(report.read_text())["scenarios"]) / 1000
+
+
+def compose_rows(env: dict[str, str], tmp: str) -> list[tuple[str, float]]:
+    first = replica(["reproduce", "1011", "--driver", "compose", "--json", f"{tmp}/c1.json"], env)
+    second = replica(["reproduce", "1011", "--driver", "compose", "--json", f"{tmp}/c2.json"], env)
+    return [
+        ("compose: reproduce 1011, first run", first),
+        ("compose: reproduce 1011, second run", second),
+        ("compose: one scenario on the running stack", per_scenario(Path(f"{tmp}/c2.json"))),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--compose", action="store_true", help="also measure the compose driver (needs `make images`)")
+    args = parser.parse_args()
+    rounds = args.rounds
     with tempfile.TemporaryDirectory(prefix="replica-bench-") as tmp:
         env = dict(os.environ, REPLICA_STATE_DIR=f"{tmp}/state", REPLICA_CACHE_DIR=f"{tmp}/cache")
         baseline = statistics.median(backend_exec_start() for _ in range(rounds))
         cold = replica(["reproduce", "1011"], env)
         warm = statistics.median(replica(["reproduce", "1011"], env) for _ in range(rounds))
+        replica(["reproduce", "1011", "--json", f"{tmp}/l.json"], env)
+        local_per_scenario = per_scenario(Path(f"{tmp}/l.json"))
         one, inner, on_stack = with_running_stack(env, rounds)
+        extra = compose_rows(env, tmp) if args.compose else []
     rows = [
         ("baseline: one backend exec'd until /health", baseline),
         ("reproduce 1011, cold (initdb)", cold),
@@ -93,6 +114,8 @@ def main() -> None:
         ("reproduce 1011 on a running stack", statistics.median(on_stack)),
         ("one scenario on a running stack (CLI wall)", statistics.median(one)),
         ("one scenario on a running stack (the run)", statistics.median(inner)),
+        ("local: one scenario inside reproduce", local_per_scenario),
+        *extra,
     ]
     print(f"{'measurement':48} {'seconds':>8} {'x baseline':>10}")
     for name, seconds in rows:
