@@ -49,6 +49,16 @@ def probe_options(run: ScenarioRun) -> ProbeOptions:
     )
 
 
+def expected_wait_s(run: ScenarioRun) -> float:
+    """Roughly how long a run waits by design: its expected close time, or its probe's
+    keepalive timeout. Used only to schedule long runs first."""
+    after = run.expect.close_after_ms
+    wait = (after.min or 0) / 1000 if after is not None else 0.0
+    if run.expect.closed_by == "client" and run.scenario.probe.ping_interval_s:
+        wait = max(wait, run.scenario.probe.ping_interval_s + (run.scenario.probe.ping_timeout_s or 0))
+    return wait
+
+
 async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResult:
     started = time.monotonic()
     scenario = run.scenario
@@ -92,7 +102,11 @@ async def run_many(
     repeat: int = 1,
     on_result: Callable[[RunResult], None] = lambda _r: None,
 ) -> list[RunResult]:
-    """Every run ``repeat`` times, at most ``driver.max_parallel_lanes`` at once, in order."""
+    """Every run ``repeat`` times, at most ``driver.max_parallel_lanes`` at once.
+
+    Runs that wait on purpose (a startup wait, a hang, a keepalive timeout) start
+    first so the short ones fill in beside them; results come back in input order.
+    """
     gate = asyncio.Semaphore(max(1, driver.max_parallel_lanes))
 
     async def one(run: ScenarioRun, index: int) -> RunResult:
@@ -103,7 +117,10 @@ async def run_many(
 
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(run, i)) for i in range(1, repeat + 1) for run in runs]
+            jobs = [(run, i) for i in range(1, repeat + 1) for run in runs]
+            order = sorted(range(len(jobs)), key=lambda k: -expected_wait_s(jobs[k][0]))
+            started = {k: group.create_task(one(*jobs[k])) for k in order}
+            tasks = [started[k] for k in range(len(jobs))]
     except BaseExceptionGroup as eg:
         # One failed run cancels the others; surface the first real error.
         raise eg.exceptions[0] from None

@@ -41,7 +41,7 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome, apply_faults
+from replica.drivers.base import BackendOutcome, ProxyFaults, apply_faults
 from replica.drivers.local import phase_finished
 from replica.errors import ConfigError, InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
@@ -203,7 +203,7 @@ def _signals_deferred() -> Iterator[None]:
 
 
 @dataclass
-class ComposeLane:
+class ComposeLane(ProxyFaults):
     """One backend container and its proxies."""
 
     lane_id: str
@@ -214,18 +214,6 @@ class ComposeLane:
     health_root: str
     _client: AsyncToxiproxyClient
     outcome: BackendOutcome = field(default_factory=lambda: BackendOutcome(ready=False, detail="not started"))
-
-    async def add_toxic(self, toxic: ToxicSpec) -> None:
-        await self._client.add_toxic(
-            self.proxies[toxic.hop],
-            toxic.type,
-            stream=toxic.stream,
-            toxicity=toxic.toxicity,
-            attributes=dict(toxic.attributes),
-        )
-
-    async def set_down(self, down: HopDown) -> None:
-        await self._client.update_proxy(self.proxies[down.hop], enabled=False)
 
     async def backend_log(self, n_lines: int = 40) -> str:
         try:

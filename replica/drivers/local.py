@@ -22,7 +22,7 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome, apply_faults
+from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, ProxyFaults, apply_faults
 from replica.drivers.processes import ProcessGroup, free_port, wait_for_http
 from replica.drivers.servers import start_postgres, start_redis
 from replica.drivers.spawner import BackendSpawner, ForkedBackend
@@ -90,7 +90,7 @@ def start_local_stack(group: ProcessGroup, progress: Progress = lambda _m: None)
     )
 
 
-class LocalLane:
+class LocalLane(ProxyFaults):
     """One backend process and its four proxies."""
 
     def __init__(self, client: AsyncToxiproxyClient, proxies: dict[str, str], base_url: str) -> None:
@@ -99,18 +99,6 @@ class LocalLane:
         self.base_url = base_url
         self.outcome = BackendOutcome(ready=False, detail="not started")
         self.process: ForkedBackend | None = None
-
-    async def add_toxic(self, toxic: ToxicSpec) -> None:
-        await self._client.add_toxic(
-            self.proxies[toxic.hop],
-            toxic.type,
-            stream=toxic.stream,
-            toxicity=toxic.toxicity,
-            attributes=dict(toxic.attributes),
-        )
-
-    async def set_down(self, down: HopDown) -> None:
-        await self._client.update_proxy(self.proxies[down.hop], enabled=False)
 
     async def backend_log(self, n_lines: int = 40) -> str:
         return self.process.log_tail(n_lines) if self.process else ""
@@ -157,7 +145,12 @@ class LocalDriver:
     name = "local"
 
     def __init__(
-        self, info: StackInfo, group: ProcessGroup, *, spawner: BackendSpawner | None = None, max_parallel_lanes: int = 2
+        self,
+        info: StackInfo,
+        group: ProcessGroup,
+        *,
+        spawner: BackendSpawner | None = None,
+        max_parallel_lanes: int = DEFAULT_PARALLEL_LANES,
     ) -> None:
         self.info = info
         self.group = group

@@ -9,31 +9,21 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome
+from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, ProxyFaults
 from replica.drivers.stack import StackInfo
 from replica.errors import InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from replica.tls import client_ssl_context
 
 
-class RemoteLane:
-    def __init__(self, http: httpx.AsyncClient, toxiproxy_url: str, info: dict) -> None:
+class RemoteLane(ProxyFaults):
+    def __init__(self, http: httpx.AsyncClient, client: AsyncToxiproxyClient, info: dict) -> None:
         self._http = http
-        self._toxiproxy_url = toxiproxy_url
+        self._client = client
         self.id: str = info["id"]
         self.base_url: str = info["base_url"]
         self.proxies: dict[str, str] = info["proxies"]
         self.outcome = BackendOutcome(**info["outcome"])
-
-    async def add_toxic(self, toxic: ToxicSpec) -> None:
-        async with AsyncToxiproxyClient(self._toxiproxy_url, verify=client_ssl_context()) as client:
-            await client.add_toxic(
-                self.proxies[toxic.hop], toxic.type, stream=toxic.stream, toxicity=toxic.toxicity, attributes=dict(toxic.attributes)
-            )
-
-    async def set_down(self, down: HopDown) -> None:
-        async with AsyncToxiproxyClient(self._toxiproxy_url, verify=client_ssl_context()) as client:
-            await client.update_proxy(self.proxies[down.hop], enabled=False)
 
     async def backend_log(self, n_lines: int = 40) -> str:
         response = await self._http.get(f"/lanes/{self.id}/log", params={"lines": n_lines})
@@ -43,7 +33,7 @@ class RemoteLane:
 class RemoteDriver:
     name = "local"
 
-    def __init__(self, info: StackInfo, *, max_parallel_lanes: int = 2) -> None:
+    def __init__(self, info: StackInfo, *, max_parallel_lanes: int = DEFAULT_PARALLEL_LANES) -> None:
         if not info.lanes_url:
             raise InfrastructureError("the running stack does not serve lanes; restart it with `replica up`")
         self.info = info
@@ -72,14 +62,14 @@ class RemoteDriver:
         assert self.info.lanes_url is not None
         async with httpx.AsyncClient(
             base_url=self.info.lanes_url, timeout=ready_timeout_s + 30, verify=client_ssl_context()
-        ) as http:
+        ) as http, AsyncToxiproxyClient(self.info.toxiproxy_url, verify=client_ssl_context()) as client:
             try:
                 response = await http.post("/lanes", json=body)
             except httpx.HTTPError as exc:
                 raise InfrastructureError(f"the running stack did not answer ({exc!r}); check `replica status`") from exc
             if response.status_code != 201:
                 raise InfrastructureError(f"the running stack could not open a lane: {response.text}")
-            lane = RemoteLane(http, self.info.toxiproxy_url, response.json())
+            lane = RemoteLane(http, client, response.json())
             try:
                 yield lane
             finally:
