@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Coroutine, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,6 +41,7 @@ out = Console(width=None if sys.stdout.isatty() else 130)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
 
 DRIVERS = ("local", "compose", "auto")
+T = TypeVar("T")
 
 
 def cli_errors(func: Callable) -> Callable:
@@ -61,6 +62,19 @@ def cli_errors(func: Callable) -> Callable:
             restore()
 
     return wrapper
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with a Ctrl-C that surfaced as a cancellation reported as Ctrl-C.
+
+    A KeyboardInterrupt raised inside a task ends the loop; asyncio then cancels the
+    other tasks, and one of their CancelledErrors may be what comes out.
+    """
+    try:
+        return asyncio.run(main)
+    except asyncio.CancelledError:
+        raise_if_interrupted()
+        raise
 
 
 def progress(message: str) -> None:
@@ -121,7 +135,7 @@ def run_scenarios(driver: Driver, runs, repeat: int = 1, *, live: bool = True) -
             mark = "[green]pass[/]" if result.verdict == "pass" else "[bold red]FAIL[/]"
             err.print(f"[dim]{done:>4}/{total}[/] {mark} {result.name} [dim]{result.observed.summary()}[/]", highlight=False)
 
-    return asyncio.run(run_many(driver, runs, repeat=repeat, on_result=show))
+    return run_async(run_many(driver, runs, repeat=repeat, on_result=show))
 
 
 # ----------------------------------------------------------------------------- reproduce
@@ -244,7 +258,7 @@ def probe_command(
         from replica.auth.tokens import mint_token
 
         token = mint_token(info.jwt_secret)
-    observation = asyncio.run(probe(url, token, ProbeOptions(e2e_headers=e2e_headers)))
+    observation = run_async(probe(url, token, ProbeOptions(e2e_headers=e2e_headers)))
     out.print(report.debug_block(observation), highlight=False, markup=False)
     out.print(f"\nfingerprint: {observation.fingerprint.model_dump_json()}", highlight=False)
     if json_path:
@@ -303,7 +317,7 @@ def up(
 
     with ProcessGroup() as group:
         driver = LocalDriver.start(group, progress)
-        asyncio.run(serve(driver))
+        run_async(serve(driver))
 
 
 @app.command()

@@ -81,3 +81,21 @@ def test_ctrl_c_while_starting_stops_everything(tmp_path, started):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ctrl_c_mid_run_stops_everything(tmp_path):
+    """SIGINT while a scenario's backend is blocked on hung Redis: exit 130, nothing left."""
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        replica_argv("scenarios", "run", "hung-redis-sync-client"),
+        cwd=REPO, env=cli_env(state), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # the stack (4 servers), the fork server, its tracker, and a forked backend
+        _wait_for(lambda: len(descendants(proc.pid)) >= 7 or proc.poll() is not None, 60, "a backend to run")
+        tree = descendants(proc.pid)
+        _interrupt_and_check(proc, tree, listening_ports_of(tree))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
