@@ -97,17 +97,17 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
     if name == "auto":
         name = "compose" if compose_available() else "local"
         progress(f"driver: {name} (auto)")
+    kwargs = {"max_parallel_lanes": parallel} if parallel else {}
     if name == "compose":
         from replica.drivers.compose import ComposeDriver
 
-        driver = ComposeDriver.start(progress=progress)
+        driver = ComposeDriver.start(progress=progress, **kwargs)
         try:
             yield driver
         finally:
             progress("stopping the compose stack")
             driver.close()
         return
-    kwargs = {"max_parallel_lanes": parallel} if parallel else {}
     info = read_state()
     if info is not None and info.driver == "local":
         from replica.drivers.remote import RemoteDriver
