@@ -101,6 +101,18 @@ class ProxyFaults:
         await self._client.update_proxy(self.proxies[down.hop], enabled=False)
 
 
+async def delete_proxies(client: "AsyncToxiproxyClient", names: list[str]) -> None:
+    """Delete a lane's proxies, newest first, ignoring ones already gone. Deleting a
+    proxy closes its connections, which frees a backend blocked on a hung dependency."""
+    from faults.toxiproxy.client import ToxiproxyError
+
+    for name in reversed(names):
+        try:
+            await client.delete_proxy(name)
+        except ToxiproxyError:  # NotFound included: already gone
+            pass
+
+
 async def apply_faults(lane: Lane, toxics: tuple[ToxicSpec, ...], down: tuple[HopDown, ...], when: str) -> None:
     """Add the toxics and take down the hops whose ``when`` is ``when``, in order."""
     for toxic in toxics:

@@ -39,9 +39,9 @@ from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 import httpx
 
-from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
+from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome, ProxyFaults, apply_faults
+from replica.drivers.base import BackendOutcome, ProxyFaults, apply_faults, delete_proxies
 from replica.drivers.local import phase_finished
 from replica.errors import ConfigError, InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
@@ -517,13 +517,7 @@ class ComposeDriver:
         except ToxiproxyError as exc:
             raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc
         finally:
-            # Proxies first: closing their connections frees a backend blocked on a
-            # hung dependency; then the container.
-            for name in reversed(created):
-                try:
-                    await client.delete_proxy(name)
-                except (NotFound, ToxiproxyError):
-                    pass
+            await delete_proxies(client, created)  # first: frees a backend blocked on a hung hop
             await client.aclose()
             if started_container:
                 await _adocker(["rm", "--force", "--volumes", container], timeout=60)

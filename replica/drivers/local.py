@@ -20,9 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from faults.toxiproxy.client import AsyncToxiproxyClient, NotFound, ToxiproxyError
+from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, ProxyFaults, apply_faults
+from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, ProxyFaults, apply_faults, delete_proxies
 from replica.drivers.processes import ProcessGroup, free_port, wait_for_http
 from replica.drivers.servers import start_postgres, start_redis
 from replica.drivers.spawner import BackendSpawner, ForkedBackend
@@ -238,15 +238,7 @@ class LocalDriver:
             except ToxiproxyError as exc:
                 raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc
             finally:
-                # Deleting the proxies first closes their connections, which frees a
-                # backend blocked on a hung dependency.
-                for name in reversed(created):
-                    try:
-                        await client.delete_proxy(name)
-                    except NotFound:
-                        pass
-                    except ToxiproxyError:
-                        pass
+                await delete_proxies(client, created)  # first: frees a backend blocked on a hung hop
                 if process is not None:
                     # The backend stops in the background (graceful, then killed): the
                     # next run need not wait, and the group kills it at exit at the latest.
