@@ -298,6 +298,9 @@ def _postgres_argv(binaries: PostgresBinaries, data_dir: Path, port: int, socket
         "logging_collector": "off",
         "log_destination": "stderr",
         "huge_pages": "off",
+        # Dynamic shared memory as files in the data dir, not /dev/shm/PostgreSQL.*:
+        # a server killed outright (the harness SIGKILLed) leaves nothing outside it.
+        "dynamic_shared_memory_type": "mmap",
     }
     argv = [str(binaries.postgres), "-D", str(data_dir)]
     for key, value in settings.items():
