@@ -188,6 +188,17 @@ _SPAWNER = _Spawner()
 # --------------------------------------------------------------------- process
 
 
+def tail_lines(path: str | os.PathLike[str], n_lines: int = 40) -> str:
+    """The last ``n_lines`` lines of a log file ('' if there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return ""
+    return "\n".join(deque(data.decode("utf-8", errors="replace").splitlines(), maxlen=n_lines))
+
+
 class ManagedProcess:
     """One command in its own process group, output going to ``log_path``.
 
@@ -297,18 +308,7 @@ class ManagedProcess:
 
     def log_tail(self, n_lines: int = 40) -> str:
         """The last ``n_lines`` lines of the process's log ('' if there is none)."""
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - 64 * 1024))
-                data = fh.read()
-        except OSError:
-            return ""
-        lines: deque[str] = deque(
-            data.decode("utf-8", errors="replace").splitlines(), maxlen=n_lines
-        )
-        return "\n".join(lines)
+        return tail_lines(self.log_path, n_lines)
 
     def _signal_group(self, sig: int) -> None:
         try:

@@ -17,9 +17,10 @@ import multiprocessing.resource_tracker
 import os
 import signal
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Mapping
+
+from replica.drivers.processes import tail_lines
 
 #: Imported once by the fork server: ``__main__`` (so a fork does not run the
 #: harness's main module again; multiprocessing skips it when already loaded) and
@@ -94,13 +95,7 @@ class ForkedBackend:
         return self._process.exitcode
 
     def log_tail(self, n_lines: int = 40) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
-                data = fh.read()
-        except OSError:
-            return ""
-        return "\n".join(deque(data.decode("utf-8", errors="replace").splitlines(), maxlen=n_lines))
+        return tail_lines(self.log_path, n_lines)
 
     def _signal_group(self, sig: int) -> None:
         try:
