@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +24,9 @@ from replica.settings import BUILTIN_HANDLERS
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "faults" / "scenarios"
 HOPS = ("postgres", "redis", "auth", "backend")
+#: A hop of the fault proxy: one of :data:`HOPS` for the built-in backend, a
+#: dependency's name (or ``backend``) for a user's project.
+Hop = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 #: When the probe may start: once the backend answers ``/health``, or once that
 #: startup phase has finished (read from ``/health/ready``; for background startup).
 ProbeAfter = Literal["listening", "DEPENDENCIES", "DATABASE", "CACHE", "SERVICES"]
@@ -50,7 +53,7 @@ class ToxicSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hop: Literal["postgres", "redis", "auth", "backend"]
+    hop: Hop
     type: str
     stream: Literal["upstream", "downstream"] = "downstream"
     attributes: dict[str, int | float] = Field(default_factory=dict)
@@ -63,7 +66,7 @@ class HopDown(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hop: Literal["postgres", "redis", "auth", "backend"]
+    hop: Hop
     when: Literal["before_start", "after_ready"] = "before_start"
 
 
@@ -83,7 +86,7 @@ class ProbeSpec(BaseModel):
 class Scenario(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_.:-]*$")
     title: str
     hypothesis: str
     seed_hypothesis: bool = Field(default=False, description="one of the causes the seed's five-whys proposed")
@@ -94,7 +97,7 @@ class Scenario(BaseModel):
     probe: ProbeSpec = ProbeSpec()
     ready_timeout_s: float = Field(default=20.0, gt=0)
     probe_after: ProbeAfter = "listening"
-    expect: Expectation
+    expect: Expectation | None = Field(description="None: no expectation; the run is observed, not judged")
     fixes: dict[str, Expectation] = Field(default_factory=dict)
 
     def model_post_init(self, _context: object) -> None:
@@ -111,7 +114,7 @@ class ScenarioRun(BaseModel):
     name: str
     scenario: Scenario
     handler: str
-    expect: Expectation
+    expect: Expectation | None
     expect_label: str = Field(default="", description="where the expectation came from, when not obvious")
 
     @cached_property
@@ -134,6 +137,11 @@ def load_scenario(path: Path) -> Scenario:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    placed = [(f"toxics.{i}.hop", t.hop) for i, t in enumerate(scenario.toxics)]
+    placed += [(f"down.{i}.hop", d.hop) for i, d in enumerate(scenario.down)]
+    for where, hop in placed:
+        if hop not in HOPS:
+            raise ConfigError(f"{path}: {where}: unknown hop {hop!r} (known: {', '.join(HOPS)})")
     if scenario.name != path.stem:
         raise ConfigError(f"{path}: name {scenario.name!r} must match the file name {path.stem!r}")
     return scenario
