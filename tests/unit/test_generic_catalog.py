@@ -1,0 +1,86 @@
+"""The generic fault catalog derived from a project file."""
+
+from __future__ import annotations
+
+import pytest
+
+from replica.errors import ConfigError
+from replica.generic_catalog import PROJECT_HANDLER, generic_catalog, generic_scenarios
+from replica.project import load_project
+
+PROJECT = """
+[backend]
+app = "chat.main:app"
+failpoints = ["startup.cache", "ws.publish"]
+startup_timeout = 7
+[dependencies.postgres]
+[dependencies.broker]
+kind = "redis"
+[probe]
+token = "mint"
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    path = tmp_path / "replica.toml"
+    path.write_text(PROJECT)
+    return load_project(path)
+
+
+def test_names_are_exactly_those_of_the_issue(project):
+    names = [s.name for s in generic_scenarios(project)]
+    assert names == [
+        "healthy",
+        "postgres:down", "postgres:slow-startup", "postgres:hung", "postgres:reset", "postgres:latency",
+        "broker:down", "broker:slow-startup", "broker:hung", "broker:reset", "broker:latency",
+        "startup.cache:raise", "startup.cache:hang", "startup.cache:delay",
+        "ws.publish:raise", "ws.publish:hang", "ws.publish:delay",
+    ]
+
+
+def test_dependency_faults_use_the_scenario_model(project):
+    by_name = {s.name: s for s in generic_scenarios(project)}
+    down = by_name["broker:down"]
+    assert [(d.hop, d.when) for d in down.down] == [("broker", "before_start")] and down.toxics == ()
+    slow = by_name["postgres:slow-startup"].toxics
+    assert [(t.hop, t.type, t.when, t.attributes) for t in slow] == [("postgres", "latency", "before_start", {"latency": 1000})]
+    hung = by_name["postgres:hung"].toxics
+    assert [(t.type, t.when, t.attributes) for t in hung] == [("timeout", "after_ready", {"timeout": 0})]
+    reset = by_name["broker:reset"].toxics
+    assert [(t.type, t.when) for t in reset] == [("reset_peer", "after_ready")]
+    latency = by_name["broker:latency"].toxics
+    assert [(t.type, t.when, t.attributes) for t in latency] == [("latency", "after_ready", {"latency": 500})]
+    assert by_name["healthy"].toxics == () and by_name["healthy"].down == ()
+
+
+def test_failpoint_faults_arm_one_point_each(project):
+    by_name = {s.name: s for s in generic_scenarios(project)}
+    assert by_name["ws.publish:raise"].backend.failpoints == "ws.publish=raise(RuntimeError: failpoint ws.publish)"
+    assert by_name["startup.cache:hang"].backend.failpoints == "startup.cache=hang"
+    assert by_name["ws.publish:delay"].backend.failpoints == "ws.publish=delay(1s)"
+    assert by_name["postgres:down"].backend.failpoints == ""
+
+
+def test_every_generic_run_is_observed_and_follows_the_project(project):
+    for scenario in generic_scenarios(project):
+        assert scenario.expect is None, scenario.name
+        assert scenario.backend.handler == PROJECT_HANDLER
+        assert scenario.ready_timeout_s == 7
+        assert scenario.probe.with_token and not scenario.probe.e2e_headers
+
+
+def test_catalog_selects_by_name_and_refuses_unknown_names(project):
+    catalog = generic_catalog(project)
+    [run] = catalog.select(["ws.publish:raise"])
+    assert run.name == "ws.publish:raise" and run.expect is None
+    assert len(catalog.runs()) == 17
+    with pytest.raises(ConfigError, match="unknown scenario 'redis:down'.*broker:down"):
+        catalog.select(["redis:down"])
+
+
+def test_a_project_without_dependencies_or_points_has_healthy_only(tmp_path):
+    path = tmp_path / "replica.toml"
+    path.write_text('[backend]\ncommand = ["./serve", "{port}"]\n')
+    [only] = generic_scenarios(load_project(path))
+    assert only.name == "healthy" and not only.probe.with_token
