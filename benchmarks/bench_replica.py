@@ -32,7 +32,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from replica.drivers.processes import ProcessGroup, free_port, wait_for_http  # noqa: E402
+from replica.drivers.local.group import ProcessGroup  # noqa: E402
+from replica.drivers.local.ports import free_port
+from replica.polling import wait_for_http
 
 
 def replica(args: list[str], env: dict[str, str]) -> float:

@@ -19,8 +19,9 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from replica.drivers.processes import ProcessGroup  # noqa: E402
-from replica.drivers.servers import start_postgres, start_redis  # noqa: E402
+from replica.drivers.local.group import ProcessGroup  # noqa: E402
+from replica.drivers.local.postgres import start_postgres  # noqa: E402
+from replica.drivers.local.redis import start_redis
 
 
 def _timed_start(start: Callable[[ProcessGroup], object]) -> tuple[float, float]:

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from replica import report
 from replica.drivers.base import Driver
-from replica.drivers.processes import ProcessGroup, install_interrupt_handlers, raise_if_interrupted
+from replica.drivers.local.group import ProcessGroup
+from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
@@ -110,12 +111,12 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
         return
     info = read_state()
     if info is not None and info.driver == "local":
-        from replica.drivers.remote import RemoteDriver
+        from replica.drivers.up.remote import RemoteDriver
 
         progress(f"using the running stack (replica up, pid {info.owner_pid})")
         yield RemoteDriver(info, **kwargs)
         return
-    from replica.drivers.local import LocalDriver
+    from replica.drivers.local.driver import LocalDriver
 
     with ProcessGroup() as group:
         started = time.monotonic()
@@ -279,8 +280,8 @@ def up(
     server: str = typer.Option("uvicorn", help="uvicorn | gunicorn"),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
-    from replica.drivers.lanes_server import LanesServer
-    from replica.drivers.local import LocalDriver
+    from replica.drivers.up.server import LanesServer
+    from replica.drivers.local.driver import LocalDriver
 
     if read_state() is not None:
         raise ConfigError("a stack is already running (see `replica status`); stop it with `replica down`")

@@ -18,8 +18,9 @@ from typing import Iterator
 
 import pytest
 
-from replica.drivers.processes import ProcessGroup
-from replica.drivers.servers import PostgresServer, RedisServer, start_postgres, start_redis
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.postgres import PostgresServer, start_postgres
+from replica.drivers.local.redis import RedisServer, start_redis
 
 __all__ = [
     "server_group",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 
 if TYPE_CHECKING:
+    import httpx
+
     from faults.toxiproxy.client import AsyncToxiproxyClient
 
 
@@ -121,3 +123,12 @@ async def apply_faults(lane: Lane, toxics: tuple[ToxicSpec, ...], down: tuple[Ho
     for hop in down:
         if hop.when == when:
             await lane.set_down(hop)
+
+
+def phase_finished(ready: "httpx.Response", phase: str) -> bool:
+    """Whether ``/health/ready`` reports ``phase`` as done (ok, failed or cancelled)."""
+    try:
+        phases = {p["name"]: p["status"] for p in ready.json()["phases"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return phases.get(phase) in ("ok", "failed", "cancelled")

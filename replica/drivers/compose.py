@@ -26,24 +26,22 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import AsyncIterator, Callable, Mapping, Sequence
 
 import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import BackendOutcome, ProxyFaults, apply_faults, delete_proxies
-from replica.drivers.local import phase_finished
+from replica.drivers.base import BackendOutcome, ProxyFaults, apply_faults, delete_proxies, phase_finished
 from replica.errors import ConfigError, InfrastructureError
+from replica.interrupts import deferred_signals
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from replica.settings import BUILTIN_HANDLERS
 from replica.tls import client_ssl_context
@@ -174,29 +172,6 @@ def compose_problem() -> str | None:
 def compose_ready() -> bool:
     """Whether an engine, Compose v2 and the project's images are all there."""
     return compose_problem() is None
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT/SIGTERM wait until the block is done (teardown must not be cut short)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def record(signum: int, _frame: object) -> None:
-        received.append(signum)
-
-    old = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        if received:
-            if signal.SIGINT in received and callable(old[signal.SIGINT]):
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), received[0])
 
 
 # --- lanes ----------------------------------------------------------------------------
@@ -410,7 +385,7 @@ class ComposeDriver:
         if self._closed:
             return
         self._closed = True
-        with _signals_deferred():
+        with deferred_signals() as received:
             try:
                 if self._override.exists():
                     _docker(
@@ -423,6 +398,8 @@ class ComposeDriver:
             finally:
                 sweep_project(self.project)
                 shutil.rmtree(self._tmp, ignore_errors=True)
+        if received:
+            raise KeyboardInterrupt(f"received signal {received[0]} during teardown")
 
     def __enter__(self) -> "ComposeDriver":
         return self

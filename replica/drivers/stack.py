@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from replica.drivers.processes import pid_alive
+from replica.drivers.identity import pid_alive
 from replica.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ class StackInfo(BaseModel):
     jwt_secret: str
     #: The default lane ``replica up`` keeps open: its backend through the proxy.
     backend_url: str | None = None
-    #: Where ``replica up`` serves the lanes API (see ``replica.drivers.lanes_api``).
+    #: Where ``replica up`` serves the lanes API (see ``replica.drivers.up.api``).
     lanes_url: str | None = None
     tmp_dir: str | None = None
 

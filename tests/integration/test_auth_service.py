@@ -11,7 +11,10 @@ import httpx
 import pytest
 
 from replica.auth.tokens import mint_token
-from replica.drivers.processes import ManagedProcess, ProcessGroup, free_port, wait_for_http, wait_until
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.ports import free_port
+from replica.drivers.local.process import ManagedProcess
+from replica.polling import wait_for_http, wait_until
 
 pytestmark = pytest.mark.slow
 

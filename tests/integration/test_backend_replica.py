@@ -27,16 +27,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from replica.auth.tokens import mint_token
 from replica.backend.auth_client import encode_subprotocol_token
-from replica.drivers.processes import (
-    ManagedProcess,
-    ProcessGroup,
-    free_port,
-    port_is_open,
-    wait_for_http,
-    wait_for_tcp,
-    wait_until,
-)
-from replica.drivers.servers import PostgresServer, RedisServer, start_redis
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.ports import free_port
+from replica.drivers.local.process import ManagedProcess
+from replica.polling import port_is_open, wait_for_http, wait_for_tcp, wait_until
+from replica.drivers.local.postgres import PostgresServer
+from replica.drivers.local.redis import RedisServer, start_redis
 from tests.servers_support import postgres_server, redis_server, server_group  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow

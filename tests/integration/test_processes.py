@@ -14,16 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from replica.drivers.processes import (
-    ManagedProcess,
-    ProcessGroup,
-    free_port,
-    port_is_open,
-    sweep_stale_temp_dirs,
-    wait_for_http,
-    wait_for_tcp,
-    wait_until,
-)
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.ports import free_port
+from replica.drivers.local.process import ManagedProcess
+from replica.drivers.local.tempdirs import sweep_stale_temp_dirs
+from replica.polling import port_is_open, wait_for_http, wait_for_tcp, wait_until
 from replica.errors import InfrastructureError
 from tests.servers_support import pid_alive, read_line
 
@@ -206,7 +201,8 @@ def test_group_stops_processes_in_reverse_start_order(tmp_path: Path) -> None:
 HARNESS = textwrap.dedent(
     """
     import json, sys, threading, time
-    from replica.drivers.processes import ProcessGroup, install_sigterm_handler
+    from replica.drivers.local.group import ProcessGroup
+    from replica.interrupts import install_sigterm_handler
     install_sigterm_handler()
     try:
         with ProcessGroup() as group:
@@ -287,7 +283,7 @@ def test_process_started_from_a_finished_thread_stays_alive(tmp_path: Path) -> N
 UNCLOSED = textwrap.dedent(
     """
     import json, sys
-    from replica.drivers.processes import ProcessGroup
+    from replica.drivers.local.group import ProcessGroup
     group = ProcessGroup()
     child = group.start([sys.executable, "-c", "import time; time.sleep(120)"], name="child")
     print(json.dumps({"pid": child.pid, "tmp": str(group.tmp_dir)}), flush=True)
@@ -318,7 +314,9 @@ def test_a_group_nobody_closed_is_torn_down_at_exit() -> None:
 SLOW_STOP = textwrap.dedent(
     """
     import json, sys, textwrap
-    from replica.drivers.processes import ProcessGroup, install_sigterm_handler, wait_until
+    from replica.drivers.local.group import ProcessGroup
+    from replica.interrupts import install_sigterm_handler
+    from replica.polling import wait_until
     record = sys.argv[1]
     child_code = textwrap.dedent('''
         import signal, sys, time

@@ -17,14 +17,11 @@ import asyncpg
 import pytest
 import redis
 
-from replica.drivers.processes import ProcessGroup, port_is_open, sweep_stale_temp_dirs, wait_until
-from replica.drivers.servers import (
-    PostgresServer,
-    RedisServer,
-    cache_dir,
-    start_postgres,
-    start_redis,
-)
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.tempdirs import sweep_stale_temp_dirs
+from replica.polling import port_is_open, wait_until
+from replica.drivers.local.postgres import PostgresServer, cache_dir, start_postgres
+from replica.drivers.local.redis import RedisServer, start_redis
 from replica.errors import InfrastructureError
 from tests.servers_support import (  # noqa: F401 - fixtures
     descendants,
@@ -238,8 +235,8 @@ def test_template_cache_makes_warm_starts_faster(monkeypatch: pytest.MonkeyPatch
 CONCURRENT = textwrap.dedent(
     """
     import asyncio, asyncpg, json
-    from replica.drivers.processes import ProcessGroup
-    from replica.drivers.servers import start_postgres
+    from replica.drivers.local.group import ProcessGroup
+    from replica.drivers.local.postgres import start_postgres
     async def one(url):
         conn = await asyncpg.connect(url, timeout=5)
         try:
@@ -276,8 +273,9 @@ def test_concurrent_cold_starts_share_one_cache(tmp_path: Path) -> None:
 KILLED_HARNESS = textwrap.dedent(
     """
     import json, time
-    from replica.drivers.processes import ProcessGroup
-    from replica.drivers.servers import start_postgres, start_redis
+    from replica.drivers.local.group import ProcessGroup
+    from replica.drivers.local.postgres import start_postgres
+    from replica.drivers.local.redis import start_redis
     with ProcessGroup() as group:
         pg = start_postgres(group)
         rd = start_redis(group)
@@ -310,7 +308,7 @@ def test_sigkilled_harness_takes_its_servers_down() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root has to drop privileges")
 def test_binaries_the_unprivileged_account_cannot_reach(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from replica.drivers.servers import find_postgres_binaries
+    from replica.drivers.local.postgres import find_postgres_binaries
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)

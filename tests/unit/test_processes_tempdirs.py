@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from replica.drivers.processes import TEMP_PREFIX, ProcessGroup, ram_temp_root, sweep_stale_temp_dirs
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.tempdirs import TEMP_PREFIX, ram_temp_root, sweep_stale_temp_dirs
 
 OWNER_FILE = ".replica-owner-pid"
 

@@ -9,14 +9,9 @@ import time
 
 import pytest
 
-from replica.drivers.processes import (
-    ensure_port_free,
-    free_port,
-    install_sigterm_handler,
-    port_is_open,
-    wait_until,
-    wait_until_async,
-)
+from replica.drivers.local.ports import ensure_port_free, free_port
+from replica.interrupts import install_sigterm_handler
+from replica.polling import port_is_open, wait_until, wait_until_async
 from replica.errors import ConfigError, InfrastructureError, ReplicaError
 
 

@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from replica.drivers.processes import tail_lines
+from replica.drivers.local.process import tail_lines
 
 #: Imported once by the fork server: ``__main__`` (so a fork does not run the
 #: harness's main module again; multiprocessing skips it when already loaded) and
 #: everything a backend needs, with its shared state warmed up.
-PRELOAD = ["__main__", "replica.drivers.backend_preload"]
+PRELOAD = ["__main__", "replica.drivers.local.preload"]
 _PR_SET_PDEATHSIG = 1
 
 

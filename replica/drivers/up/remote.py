@@ -1,4 +1,4 @@
-"""A driver that opens lanes on a stack ``replica up`` keeps running (see ``lanes_api``)."""
+"""A driver that opens lanes on a stack ``replica up`` keeps running (see ``replica.drivers.up.api``)."""
 
 from __future__ import annotations
 

@@ -22,10 +22,20 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
 from replica.auth.tokens import mint_token
-from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, ProxyFaults, apply_faults, delete_proxies
-from replica.drivers.processes import ProcessGroup, free_port, wait_for_http
-from replica.drivers.servers import start_postgres, start_redis
-from replica.drivers.spawner import BackendSpawner, ForkedBackend
+from replica.drivers.base import (
+    DEFAULT_PARALLEL_LANES,
+    BackendOutcome,
+    ProxyFaults,
+    apply_faults,
+    delete_proxies,
+    phase_finished,
+)
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.ports import free_port
+from replica.polling import wait_for_http
+from replica.drivers.local.postgres import start_postgres
+from replica.drivers.local.redis import start_redis
+from replica.drivers.local.forkserver import BackendSpawner, ForkedBackend
 from replica.drivers.stack import StackInfo, new_secret
 from replica.errors import InfrastructureError
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
@@ -102,15 +112,6 @@ class LocalLane(ProxyFaults):
 
     async def backend_log(self, n_lines: int = 40) -> str:
         return self.process.log_tail(n_lines) if self.process else ""
-
-
-def phase_finished(ready: httpx.Response, phase: str) -> bool:
-    """Whether ``/health/ready`` reports ``phase`` as done (ok, failed or cancelled)."""
-    try:
-        phases = {p["name"]: p["status"] for p in ready.json()["phases"]}
-    except (ValueError, KeyError, TypeError):
-        return False
-    return phases.get(phase) in ("ok", "failed", "cancelled")
 
 
 async def wait_backend(process: ForkedBackend, base_url: str, timeout: float, probe_after: str = "listening") -> BackendOutcome:

@@ -7,9 +7,9 @@ import contextlib
 
 import uvicorn
 
-from replica.drivers.lanes_api import lanes_app
-from replica.drivers.local import LocalDriver
-from replica.drivers.processes import free_port
+from replica.drivers.up.api import lanes_app
+from replica.drivers.local.driver import LocalDriver
+from replica.drivers.local.ports import free_port
 
 
 class _Server(uvicorn.Server):

@@ -18,7 +18,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from replica.drivers.local import LocalDriver, LocalLane
+from replica.drivers.local.driver import LocalDriver, LocalLane
 from replica.errors import ReplicaError
 from replica.scenarios import BackendSpec, HopDown, ProbeAfter, ToxicSpec
 

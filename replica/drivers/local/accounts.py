@@ -1,0 +1,83 @@
+"""The account a stack server runs as, and the private dirs it may use.
+
+Servers that refuse root (PostgreSQL) or should not have it run as an
+unprivileged account when the harness is root; their dirs are 0700 and owned by
+that account.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from replica.drivers.local.group import ProcessGroup
+from replica.errors import InfrastructureError
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A small, predictable environment for server processes."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The account a server runs as (None: the current one)."""
+
+    user: str | None = None
+    uid: int = -1
+    gid: int = -1
+
+    def own(self, path: Path) -> None:
+        """Give ``path`` and everything below it to this account."""
+        if self.user is None:
+            return
+        os.chown(path, self.uid, self.gid)
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), self.uid, self.gid)
+
+
+
+def postgres_account() -> RunAs:
+    if os.geteuid() != 0:
+        return RunAs()
+    name = os.environ.get("REPLICA_POSTGRES_USER", "nobody")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as exc:
+        raise InfrastructureError(
+            f"PostgreSQL cannot run as root and the unprivileged account {name!r} does not "
+            f"exist. Create it (`useradd --system {name}`) or set REPLICA_POSTGRES_USER to "
+            f"an existing unprivileged account."
+        ) from exc
+    return RunAs(name, entry.pw_uid, entry.pw_gid)
+
+
+def scratch_dir(group: ProcessGroup, name: str, account: RunAs) -> Path:
+    """A private dir for ``account`` in the group's RAM dir."""
+    ram = group.ram_dir
+    within = group.tmp_dir if group.tmp_dir in ram.parents else ram
+    return private_dir(ram / f"{name}-{secrets.token_hex(3)}", account, within=within)
+
+
+def private_dir(path: Path, account: RunAs, *, within: Path) -> Path:
+    """Create ``path`` (mode 0700) owned by ``account``.
+
+    Directories between ``within`` (the group's root-only temp dir) and ``path``
+    are made traversable (``o+x``, not listable) so the account can reach it.
+    """
+    path.mkdir(parents=True, exist_ok=False, mode=0o700)
+    if account.user is not None:
+        os.chown(path, account.uid, account.gid)
+        parent = path.parent
+        while True:
+            parent.chmod((parent.stat().st_mode & 0o777) | 0o111)
+            if parent == within or parent == parent.parent:
+                break
+            parent = parent.parent
+    return path

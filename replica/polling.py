@@ -1,0 +1,186 @@
+"""Bounded polling: wait until something is ready, fail fast if its process died.
+
+:func:`wait_until` / :func:`wait_until_async` poll with short bounded intervals
+(5 ms backing off to 100 ms), fail at once if the watched process exits, and fail
+with a precise message on timeout. :func:`wait_for_tcp` and :func:`wait_for_http`
+are the two checks every server start needs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+from typing import Awaitable, Callable, Protocol
+
+from replica.errors import InfrastructureError
+
+_POLL_FIRST_S = 0.005
+_POLL_MAX_S = 0.1
+
+
+class Watched(Protocol):
+    """What a wait needs of the process it watches."""
+
+    name: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def log_tail(self, n_lines: int = 40) -> str: ...
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True if a TCP connection to ``host:port`` succeeds within ``timeout``."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _describe_exit(process: Watched, what: str, tail_lines: int = 30) -> str:
+    code = process.returncode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+    tail = process.log_tail(tail_lines) or "(empty)"
+    return (
+        f"{process.name} {how} while waiting for {what}. "
+        f"Last lines of {process.log_path}:\n{tail}"
+    )
+
+
+def _timeout_error(
+    timeout: float, what: str, last_error: BaseException | None, process: Watched | None
+) -> InfrastructureError:
+    message = f"timed out after {timeout:g}s waiting for {what}"
+    if last_error is not None:
+        message += f" (last error: {type(last_error).__name__}: {last_error})"
+    if process is not None:
+        message += (
+            f". {process.name} (pid {process.pid}) is still running; last lines of "
+            f"{process.log_path}:\n{process.log_tail(30) or '(empty)'}"
+        )
+    return InfrastructureError(message)
+
+
+def _check_process(process: Watched | None, what: str) -> None:
+    if process is not None and process.poll() is not None:
+        raise InfrastructureError(_describe_exit(process, what))
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    *,
+    process: Watched | None = None,
+    what: str = "a condition",
+    retry_on: tuple[type[BaseException], ...] = (OSError,),
+) -> None:
+    """Poll ``check`` until it returns True.
+
+    ``check`` must itself be bounded (a short per-try timeout) and return False
+    or raise one of ``retry_on`` while the thing is not ready yet; any other
+    exception propagates. Polls start at 5 ms and back off to 100 ms. If
+    ``process`` exits meanwhile, raises :class:`InfrastructureError` at once
+    with its exit code and log tail; after ``timeout`` seconds, raises one
+    saying what was awaited and for how long.
+    """
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST_S
+    last_error: BaseException | None = None
+    while True:
+        _check_process(process, what)
+        try:
+            if check():
+                return
+        except retry_on as exc:
+            last_error = exc
+        _check_process(process, what)
+        now = time.monotonic()
+        if now >= deadline:
+            raise _timeout_error(timeout, what, last_error, process)
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, _POLL_MAX_S)
+
+
+async def wait_until_async(
+    check: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    *,
+    process: Watched | None = None,
+    what: str = "a condition",
+    retry_on: tuple[type[BaseException], ...] = (OSError,),
+) -> None:
+    """:func:`wait_until` for asyncio code; ``check`` may be a coroutine function.
+
+    Each try of an async ``check`` is cut off at the remaining time.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = _POLL_FIRST_S
+    last_error: BaseException | None = None
+    while True:
+        _check_process(process, what)
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, max(deadline - loop.time(), 0.001))
+            if result:
+                return
+        except retry_on as exc:
+            last_error = exc
+        _check_process(process, what)
+        now = loop.time()
+        if now >= deadline:
+            raise _timeout_error(timeout, what, last_error, process)
+        await asyncio.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, _POLL_MAX_S)
+
+
+def wait_for_tcp(
+    host: str,
+    port: int,
+    timeout: float = 10.0,
+    *,
+    process: Watched | None = None,
+    what: str | None = None,
+) -> None:
+    """Wait until a TCP connection to ``host:port`` succeeds."""
+    wait_until(
+        lambda: port_is_open(host, port, timeout=0.25),
+        timeout,
+        process=process,
+        what=what or f"TCP {host}:{port} to accept connections",
+    )
+
+
+def wait_for_http(
+    url: str,
+    status: int = 200,
+    timeout: float = 10.0,
+    *,
+    process: Watched | None = None,
+    what: str | None = None,
+) -> None:
+    """Wait until ``GET url`` answers with ``status``."""
+    import httpx
+
+    def check() -> bool:
+        try:
+            response = httpx.get(url, timeout=0.5)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == status
+
+    wait_until(check, timeout, process=process, what=what or f"GET {url} to answer {status}")
+
