@@ -1,83 +1,133 @@
-"""Failpoints at run time: perform the action a parsed spec names for a point.
+"""Failpoints at run time: ``failpoint``, the process's one set of armed points.
 
-``await failpoints.hit("ws.auth")`` does nothing unless the spec names that
-point. ``skip`` is not performed by ``hit``: the code that owns the point asks
-``failpoints.skips(point)`` and leaves its service ``None``.
+::
+
+    from faults import failpoint
+
+    if await failpoint("startup.cache"):   # async code; True when armed with ``skip``
+        return
+    if failpoint.sync("ws.publish"):        # sync code; same semantics
+        return
+
+Armed from ``REPLICA_FAILPOINTS`` (read once, at the first call; checked against
+``REPLICA_FAILPOINTS_DECLARED`` when that is set), or by the program:
+``failpoint.arm(spec, declared=...)``, ``failpoint.disarm()``, and
+``with failpoint.armed(spec): ...`` in tests. Call ``failpoint.load_env()`` at
+start-up to have a bad spec stop the program before it serves.
+
+When nothing is armed at a point, a call is one dict lookup: the async form
+returns an already-completed future, so no coroutine is created.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
-import time
+import os
+from typing import Awaitable, Iterable, Iterator, Mapping
 
-from faults.spec import Block, Delay, FailpointSpec, Hang, KNOWN_POINTS, Raise, Skip, parse_spec
+from faults.actions import Action
+from faults.spec import FailpointSpec, check_point, parse_declared, parse_spec
 
-logger = logging.getLogger("replica.failpoints")
+ENV_SPEC = "REPLICA_FAILPOINTS"
+ENV_DECLARED = "REPLICA_FAILPOINTS_DECLARED"
+
+logger = logging.getLogger("faults.failpoints")
+
+
+def _completed(value: bool) -> "asyncio.Future[bool]":
+    """A future that is already done: awaiting it returns ``value`` without touching any loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        future.set_result(value)
+        return future
+    finally:
+        loop.close()
+
+
+_NOT_SKIPPED = _completed(False)
+
+
+class _FromEnvironment(dict):  # type: ignore[type-arg]
+    """The armed points before the first call: asking arms them from the environment."""
+
+    def __init__(self, owner: "Failpoints") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def get(self, point: str, default: Action | None = None) -> Action | None:  # type: ignore[override]
+        self.owner.load_env()
+        return self.owner._armed.get(point, default)
 
 
 class Failpoints:
-    def __init__(self, spec: FailpointSpec | None = None, *, redis_url: str | None = None) -> None:
-        self.spec = spec or FailpointSpec()
-        self.redis_url = redis_url
+    """Named points in a program where an armed spec injects an action."""
 
-    @classmethod
-    def parse(cls, text: str, *, redis_url: str | None = None) -> "Failpoints":
-        return cls(parse_spec(text), redis_url=redis_url)
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self._environ = environ
+        self._spec = FailpointSpec()
+        self._armed: dict[str, Action] = _FromEnvironment(self)
 
-    def _action(self, point: str):
-        if point not in KNOWN_POINTS:
-            raise KeyError(f"unknown failpoint {point!r}")
-        return self.spec.get(point)
+    def __call__(self, point: str) -> Awaitable[bool]:
+        """``await failpoint(point)``: perform the armed action; True means skip the step."""
+        action = self._armed.get(point)
+        if action is None:
+            return _NOT_SKIPPED
+        return self._run(point, action)
 
-    def skips(self, point: str) -> bool:
-        skip = isinstance(self._action(point), Skip)
-        if skip:
-            logger.warning("failpoint %s: skip", point)
-        return skip
-
-    async def hit(self, point: str) -> None:
-        action = self._action(point)
-        if action is None or isinstance(action, Skip):
-            return
+    async def _run(self, point: str, action: Action) -> bool:
         logger.warning("failpoint %s: %s", point, action)
-        if isinstance(action, Delay):
-            await asyncio.sleep(action.seconds)
-        elif isinstance(action, Hang):
-            await asyncio.Event().wait()
-        else:
-            self._perform_sync(action)
+        return await action.run()
 
-    def hit_sync(self, point: str) -> None:
-        """The synchronous form, for code that cannot await (a ``delay`` sleeps synchronously here)."""
-        action = self._action(point)
-        if action is None or isinstance(action, Skip):
-            return
+    def sync(self, point: str) -> bool:
+        """The synchronous form, for code that cannot await (``delay`` sleeps the thread)."""
+        action = self._armed.get(point)
+        if action is None:
+            return False
         logger.warning("failpoint %s: %s", point, action)
-        if isinstance(action, Delay):
-            time.sleep(action.seconds)
-        elif isinstance(action, Hang):
-            threading.Event().wait()
+        return action.run_sync()
+
+    @property
+    def spec(self) -> FailpointSpec:
+        """What is armed now (the environment is not read for this)."""
+        return self._spec
+
+    def arm(self, spec: str | FailpointSpec, *, declared: Iterable[str] | None = None) -> FailpointSpec:
+        """Arm ``spec`` in place of whatever was armed; ``declared``: the only points it may name
+        (default: ``REPLICA_FAILPOINTS_DECLARED`` when set). Raises :class:`FailpointError`."""
+        if declared is None and self._environ.get(ENV_DECLARED, "").strip():
+            declared = parse_declared(self._environ[ENV_DECLARED])
+        if isinstance(spec, FailpointSpec):
+            parsed = spec
+            for point in spec.actions:
+                check_point(point, declared)
         else:
-            self._perform_sync(action)
+            parsed = parse_spec(spec, declared=declared)
+        self._spec = parsed
+        self._armed = dict(parsed.actions)
+        if parsed:
+            logger.warning("failpoints armed: %s", parsed)
+        return parsed
 
-    def _perform_sync(self, action: Raise | Block) -> None:
-        if isinstance(action, Raise):
-            raise action.build()
-        if action.target == "sleep":
-            time.sleep(action.seconds or 0)
-            return
-        self._block_on_redis()
+    def disarm(self) -> None:
+        """Nothing armed any more (the environment is not read again)."""
+        self._spec = FailpointSpec()
+        self._armed = {}
 
-    def _block_on_redis(self) -> None:
-        """A synchronous redis-py call on the event loop, as careless code would make it."""
-        import redis
+    def load_env(self) -> FailpointSpec:
+        """Arm ``REPLICA_FAILPOINTS`` now, so that a bad spec fails here and not at the first call."""
+        return self.arm(self._environ.get(ENV_SPEC, ""))
 
-        if not self.redis_url:
-            raise RuntimeError("block(redis) needs the backend's Redis URL")
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=60, socket_connect_timeout=60)
+    @contextlib.contextmanager
+    def armed(self, spec: str | FailpointSpec, *, declared: Iterable[str] | None = None) -> Iterator[FailpointSpec]:
+        """Arm ``spec`` for the ``with`` block, then restore what was armed before."""
+        previous_spec, previous_armed = self._spec, self._armed
         try:
-            client.get("replica:failpoint:block")
+            yield self.arm(spec, declared=declared)
         finally:
-            client.close()
+            self._spec, self._armed = previous_spec, previous_armed
+
+
+failpoint = Failpoints()

@@ -29,7 +29,7 @@ from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
 from replica.reproduce import SEED_SCENARIO, explanations, reproduce_runs, reproduced
 from replica.runner import RunResult, run_many
-from replica.scenarios import BackendSpec, Catalog
+from replica.scenarios import Catalog, builtin_backend
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local staging replica with fault injection.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="The scenario catalog.")
@@ -285,16 +285,13 @@ def up(
 
     if read_state() is not None:
         raise ConfigError("a stack is already running (see `replica status`); stop it with `replica down`")
-    try:
-        spec = BackendSpec(
-            handler=handler,
-            failpoints=failpoints,
-            defects=tuple(d for d in defects.split(",") if d),
-            startup_mode=startup_mode,
-            server=server,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[0] + ": " + str(exc).splitlines()[-1].strip()) from exc
+    spec = builtin_backend(
+        handler=handler,
+        failpoints=failpoints,
+        defects=tuple(d for d in defects.split(",") if d),
+        startup_mode=startup_mode,
+        server=server,
+    )
 
     async def serve(driver: LocalDriver) -> None:
         async with driver.lane(spec) as lane:

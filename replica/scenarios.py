@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from faults import FailpointError, parse_spec
+from faults.toxiproxy.toxics import REGISTRY as TOXICS
+from replica.backend import injection
 from replica.errors import ConfigError
 from replica.fingerprint import Expectation
 from replica.settings import BUILTIN_HANDLERS
@@ -47,6 +50,18 @@ class BackendSpec(BaseModel):
     ws_ping_interval_s: float | None = Field(default=None, gt=0)
     ws_ping_timeout_s: float | None = Field(default=None, gt=0)
 
+    @field_validator("failpoints")
+    @classmethod
+    def _spec_parses(cls, text: str) -> str:
+        parse_spec(text)
+        return text
+
+    @field_validator("defects")
+    @classmethod
+    def _defects_exist(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        injection.parse_defects(",".join(names))
+        return names
+
 
 class ToxicSpec(BaseModel):
     """A network fault on one hop, added before the backend starts or once it answers."""
@@ -59,6 +74,19 @@ class ToxicSpec(BaseModel):
     attributes: dict[str, int | float] = Field(default_factory=dict)
     toxicity: float = Field(default=1.0, ge=0, le=1)
     when: Literal["before_start", "after_ready"] = "before_start"
+
+    @field_validator("type")
+    @classmethod
+    def _type_exists(cls, name: str) -> str:
+        if name not in TOXICS:
+            raise ValueError(f"unknown toxic type {name!r} (known: {', '.join(TOXICS)})")
+        return name
+
+    def model_post_init(self, _context: object) -> None:
+        known = [a.name for a in TOXICS[self.type].attributes]
+        unknown = sorted(set(self.attributes) - set(known))
+        if unknown:
+            raise ValueError(f"{self.type} has no attribute {unknown[0]!r} (known: {', '.join(known) or 'none'})")
 
 
 class HopDown(BaseModel):
@@ -134,9 +162,8 @@ def load_scenario(path: Path) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+        where, problem = first_problem(exc)
+        raise ConfigError(f"{path}: {where}: {problem}") from exc
     placed = [(f"toxics.{i}.hop", t.hop) for i, t in enumerate(scenario.toxics)]
     placed += [(f"down.{i}.hop", d.hop) for i, d in enumerate(scenario.down)]
     for where, hop in placed:
@@ -144,7 +171,33 @@ def load_scenario(path: Path) -> Scenario:
             raise ConfigError(f"{path}: {where}: unknown hop {hop!r} (known: {', '.join(HOPS)})")
     if scenario.name != path.stem:
         raise ConfigError(f"{path}: name {scenario.name!r} must match the file name {path.stem!r}")
+    try:
+        injection.parse_failpoints(scenario.backend.failpoints)
+    except FailpointError as exc:
+        raise ConfigError(f"{path}: backend.failpoints: {exc}") from exc
     return scenario
+
+
+def first_problem(exc: ValidationError) -> tuple[str, str]:
+    """Where (``toxics.0.type``) and what is wrong, for the first error pydantic found."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    error = first.get("ctx", {}).get("error")
+    return where, str(error) if isinstance(error, Exception) else first["msg"]
+
+
+def builtin_backend(**options: object) -> BackendSpec:
+    """The built-in backend configured from command-line options (``--failpoints``, ``--defects``, ...):
+    a bad value is a :class:`ConfigError` naming the option, raised before anything starts."""
+    try:
+        spec = BackendSpec.model_validate(options)
+        injection.parse_failpoints(spec.failpoints)
+    except ValidationError as exc:
+        where, problem = first_problem(exc)
+        raise ConfigError(f"--{where.replace('_', '-')}: {problem}") from exc
+    except FailpointError as exc:
+        raise ConfigError(f"--failpoints: {exc}") from exc
+    return spec
 
 
 class Catalog:

@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from faults.failpoints import Failpoints
-from faults.spec import SpecError, parse_defects, parse_spec
+from faults import FailpointError, FailpointSpec, failpoint
 from replica.tls import client_ssl_context
+from replica.backend import injection
 from replica.backend.handlers import Handler, HandlerLoadError, load_handler
 from replica.backend.startup import StartupError, close_resources, init_state, run_startup
 from replica.settings import BackendSettings
@@ -48,25 +48,26 @@ def request_stop(app: FastAPI) -> None:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    failpoints: Failpoints
+    failpoints: FailpointSpec
     defects: frozenset[str]
     handler: Handler
 
 
 def load_config(settings: BackendSettings) -> BackendConfig:
+    injection.use_redis(settings.redis_url)
     try:
-        spec = parse_spec(settings.failpoints)
-    except SpecError as exc:
+        spec = injection.parse_failpoints(settings.failpoints)
+    except FailpointError as exc:
         raise ConfigError(f"REPLICA_FAILPOINTS: {exc}") from None
     try:
-        defects = parse_defects(settings.defects)
-    except SpecError as exc:
+        defects = injection.parse_defects(settings.defects)
+    except ValueError as exc:
         raise ConfigError(f"REPLICA_DEFECTS: {exc}") from None
     try:
         handler = load_handler(settings.handler)
     except HandlerLoadError as exc:
         raise ConfigError(f"REPLICA_HANDLER: {exc}") from None
-    return BackendConfig(Failpoints(spec, redis_url=settings.redis_url), defects, handler)
+    return BackendConfig(spec, defects, handler)
 
 
 def create_app(settings: BackendSettings, config: BackendConfig | None = None) -> FastAPI:
@@ -79,18 +80,20 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
         logger.info(
             "backend %s: environment=%s handler=%s startup=%s failpoints=%r defects=%s",
             app.state.server_id, settings.environment, settings.handler, settings.startup_mode,
-            str(config.failpoints.spec), ",".join(sorted(config.defects)) or "-",
+            str(config.failpoints), ",".join(sorted(config.defects)) or "-",
         )
         app.state.loop = asyncio.get_running_loop()
         app.state.stop_requested = asyncio.Event()
         task: asyncio.Task[None] | None = None
+        failpoint.arm(config.failpoints, declared=injection.POINTS)
         try:
             if settings.startup_mode == "blocking":
-                await _blocking_startup(app, settings, config.failpoints)
+                await _blocking_startup(app, settings)
             else:
-                task = asyncio.create_task(_background_startup(app, settings, config.failpoints))
+                task = asyncio.create_task(_background_startup(app, settings))
             yield
         finally:
+            failpoint.disarm()
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -100,9 +103,7 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
 
     app = FastAPI(title="staging replica backend", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.state.failpoints = config.failpoints
     app.state.defects = config.defects
-    app.state.handler_name = settings.handler
     app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
     init_state(app, settings)
 
@@ -126,9 +127,9 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
     return app
 
 
-async def _blocking_startup(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> None:
+async def _blocking_startup(app: FastAPI, settings: BackendSettings) -> None:
     """Await the startup before serving; a stop request abandons it."""
-    startup = asyncio.create_task(run_startup(app, settings, failpoints))
+    startup = asyncio.create_task(run_startup(app, settings))
     stop = asyncio.create_task(app.state.stop_requested.wait())
     try:
         await asyncio.wait({startup, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -141,9 +142,9 @@ async def _blocking_startup(app: FastAPI, settings: BackendSettings, failpoints:
     startup.result()
 
 
-async def _background_startup(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> None:
+async def _background_startup(app: FastAPI, settings: BackendSettings) -> None:
     try:
-        await run_startup(app, settings, failpoints)
+        await run_startup(app, settings)
     except StartupError as exc:
         logger.error("background startup failed: %s", exc)
     except asyncio.CancelledError:

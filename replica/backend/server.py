@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from replica.backend import messages
 from replica.backend.app import BackendConfig, create_app, load_config, request_stop
 from replica.settings import BackendSettings
 
@@ -26,6 +27,23 @@ warnings.filterwarnings("ignore", message="The `websockets` implementation is de
 
 def configure_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT, force=True)
+
+
+def uvicorn_options(settings: BackendSettings) -> dict[str, Any]:
+    """uvicorn's settings for the backend, whether it runs alone or as a gunicorn worker.
+
+    ``ws_max_size`` is the ``max_message_size`` the welcome advertises: a larger
+    message is refused from its frame header (close 1009), never buffered.
+    """
+    return {
+        "ws": "websockets",
+        "ws_max_size": messages.MAX_MESSAGE_SIZE,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "lifespan": "on",
+        "log_config": None,
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int:
@@ -55,20 +73,7 @@ class _Server(uvicorn.Server):
 
 
 def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            ws="websockets",
-            ws_ping_interval=settings.ws_ping_interval_s,
-            ws_ping_timeout=settings.ws_ping_timeout_s,
-            lifespan="on",
-            log_config=None,
-            timeout_graceful_shutdown=5,
-        ),
-        app,
-    )
+    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, **uvicorn_options(settings)), app)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these
     # handlers in place that re-raise is absorbed and the process exits 0.
     stop_signals: list[int] = []
@@ -93,15 +98,7 @@ def _worker_class(settings: BackendSettings, app: FastAPI) -> type:
     class ReplicaUvicornWorker(UvicornWorker):
         """uvicorn's gunicorn worker with the replica's server: SIGTERM also abandons a hung startup."""
 
-        CONFIG_KWARGS = {
-            "loop": "auto",
-            "http": "auto",
-            "ws": "websockets",
-            "lifespan": "on",
-            "ws_ping_interval": settings.ws_ping_interval_s,
-            "ws_ping_timeout": settings.ws_ping_timeout_s,
-            "timeout_graceful_shutdown": 5,
-        }
+        CONFIG_KWARGS = {"loop": "auto", "http": "auto", **uvicorn_options(settings)}
 
         async def _serve(self) -> None:
             self.config.app = self.wsgi

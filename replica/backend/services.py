@@ -167,11 +167,6 @@ class AgentSupervisor:
         await self.redis.hset(key, mapping=fields)
         await self.redis.expire(key, self.RUN_TTL_S)
 
-    @_redis
-    async def run_state(self, run_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(f"replica:run:{run_id}")
-        return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()}
-
     async def run_agent(
         self,
         *,

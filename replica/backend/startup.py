@@ -20,7 +20,7 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from faults.failpoints import Failpoints
+from faults import failpoint
 from replica.tls import client_ssl_context
 from replica.backend.services import AgentSupervisor, ThreadService, create_schema
 from replica.settings import BackendSettings
@@ -118,7 +118,7 @@ async def _phase(report: StartupReport, name: str, work) -> None:
     logger.info("startup phase %s: ok in %.1f ms", name, phase.duration_ms)
 
 
-async def run_startup(app: FastAPI, settings: BackendSettings, failpoints: Failpoints) -> None:
+async def run_startup(app: FastAPI, settings: BackendSettings) -> None:
     """Run every phase in order; raise :class:`StartupError` on the first failure."""
     report: StartupReport = app.state.startup_report
     timeout = settings.dependency_timeout_s
@@ -127,14 +127,14 @@ async def run_startup(app: FastAPI, settings: BackendSettings, failpoints: Failp
         phase.notes.append(f"environment={settings.environment}")
 
     async def dependencies(phase: PhaseReport) -> None:
-        await failpoints.hit("startup.dependencies")
+        await failpoint("startup.dependencies")
         async with httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context()) as client:
             response = await client.get(settings.auth_url.rstrip("/") + "/health")
         if response.status_code != 200:
             raise StartupError(f"auth service health returned HTTP {response.status_code}")
 
     async def database(phase: PhaseReport) -> None:
-        await failpoints.hit("startup.database")
+        await failpoint("startup.database")
         pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=10, timeout=timeout, command_timeout=timeout
         )
@@ -142,25 +142,23 @@ async def run_startup(app: FastAPI, settings: BackendSettings, failpoints: Failp
         await asyncio.wait_for(create_schema(pool), timeout)
 
     async def cache(phase: PhaseReport) -> None:
-        await failpoints.hit("startup.cache")
+        await failpoint("startup.cache")
         client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
         app.state.redis = client
         await client.ping()
 
     async def services(phase: PhaseReport) -> None:
-        await failpoints.hit("startup.supervisor")
-        if failpoints.skips("startup.supervisor"):
+        if await failpoint("startup.supervisor"):
             phase.notes.append("agent_supervisor skipped (failpoint)")
         else:
             app.state.agent_supervisor = AgentSupervisor(app.state.redis)
-        await failpoints.hit("startup.thread_service")
-        if failpoints.skips("startup.thread_service"):
+        if await failpoint("startup.thread_service"):
             phase.notes.append("thread_service skipped (failpoint)")
         else:
             app.state.thread_service = ThreadService(app.state.db_pool, timeout_s=timeout)
 
     async def finalize(phase: PhaseReport) -> None:
-        await failpoints.hit("startup.finalize")
+        await failpoint("startup.finalize")
         async with app.state.db_pool.acquire(timeout=timeout) as conn:
             await conn.fetchval("SELECT 1")
         await app.state.redis.ping()

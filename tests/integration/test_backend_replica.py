@@ -542,8 +542,8 @@ def test_background_startup_failure_shows_in_readiness(stack: Stack, start_backe
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"failpoints": "ws.autth=skip"}, "error: REPLICA_FAILPOINTS: unknown failpoint 'ws.autth'"),
-        ({"failpoints": "startup.database=delay(5x)"}, "error: REPLICA_FAILPOINTS: bad duration '5x' in startup.database=delay(5x)"),
+        ({"failpoints": "ws.autth=skip"}, "error: REPLICA_FAILPOINTS: ws.autth=skip: unknown failpoint 'ws.autth'"),
+        ({"failpoints": "startup.database=delay(5x)"}, "error: REPLICA_FAILPOINTS: startup.database=delay(5x): bad duration '5x'"),
         ({"defects": "auth-log-jsn"}, "error: REPLICA_DEFECTS: unknown defect 'auth-log-jsn'"),
         ({"handler": "nosuch_pkg_q.mod:handler"}, "error: REPLICA_HANDLER: handler 'nosuch_pkg_q.mod:handler': module 'nosuch_pkg_q' not found"),
     ],

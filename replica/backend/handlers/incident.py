@@ -6,6 +6,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from faults import failpoint
 from replica.backend.auth_client import authenticate
 from replica.backend.handlers import steps
 
@@ -23,7 +24,7 @@ async def handle(websocket: WebSocket) -> None:
         # 2. accept, choosing jwt-auth when offered
         await steps.accept(conn)
         # 3. authenticate via the auth service (the debug log line is where the defect lives)
-        await conn.hit("ws.auth")
+        await failpoint("ws.auth")
         await steps.log_auth_attempt(conn, fixed=False)
         auth = await authenticate(websocket)
         if not auth.ok:
@@ -34,7 +35,7 @@ async def handle(websocket: WebSocket) -> None:
         supervisor = getattr(app_state, "agent_supervisor", None)
         thread_service = getattr(app_state, "thread_service", None)
         # 5. startup wait
-        await conn.hit("ws.startup_wait")
+        await failpoint("ws.startup_wait")
         if not app_state.startup_complete and conn.environment in steps.STRICT_ENVIRONMENTS and not is_e2e:
             if not await steps.wait_for_startup(conn, steps.startup_wait_s(conn, STARTUP_WAIT_S)):
                 await steps.send_error_and_close(
@@ -44,7 +45,7 @@ async def handle(websocket: WebSocket) -> None:
                 )
                 return
         # 6. dependency check
-        await conn.hit("ws.dependency_check")
+        await failpoint("ws.dependency_check")
         if supervisor is None or thread_service is None:
             missing = [n for n, s in (("agent_supervisor", supervisor), ("thread_service", thread_service)) if s is None]
             logger.error("WebSocket dependencies missing: %s", ", ".join(missing))

@@ -14,6 +14,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from faults import failpoint
 from replica.backend.auth_client import authenticate
 from replica.backend.handlers import steps
 
@@ -28,7 +29,7 @@ async def handle(websocket: WebSocket) -> None:
     is_e2e = steps.detect_e2e_incident(websocket.headers)
     try:
         await steps.accept(conn)
-        await conn.hit("ws.auth")
+        await failpoint("ws.auth")
         await steps.log_auth_attempt(conn, fixed=True)
         auth = await authenticate(websocket)
         if not auth.ok:
@@ -38,7 +39,7 @@ async def handle(websocket: WebSocket) -> None:
         supervisor = getattr(app_state, "agent_supervisor", None)
         thread_service = getattr(app_state, "thread_service", None)
 
-        await conn.hit("ws.startup_wait")
+        await failpoint("ws.startup_wait")
         if not app_state.startup_complete and conn.environment in steps.STRICT_ENVIRONMENTS and not is_e2e:
             if not await steps.wait_for_startup(conn, steps.startup_wait_s(conn, STARTUP_WAIT_S)):
                 await steps.send_error_and_close(
@@ -47,7 +48,7 @@ async def handle(websocket: WebSocket) -> None:
                 )
                 return
 
-        await conn.hit("ws.dependency_check")
+        await failpoint("ws.dependency_check")
         degraded = supervisor is None or thread_service is None
         if degraded:
             logger.warning(

@@ -17,6 +17,7 @@ import logging
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from faults import failpoint
 from replica.backend.auth_client import authenticate
 from replica.backend.handlers import steps
 
@@ -46,12 +47,12 @@ async def handle(websocket: WebSocket) -> None:
     conn = steps.Connection.of(websocket)
     app_state = websocket.app.state
     try:
-        await conn.hit("ws.startup_wait")
+        await failpoint("ws.startup_wait")
         reason = not_ready_reason(websocket)
         if reason is not None:
             await deny(conn, 503, reason, retry_after=True)
             return
-        await conn.hit("ws.auth")
+        await failpoint("ws.auth")
         await steps.log_auth_attempt(conn, fixed=True)
         auth = await authenticate(websocket)
         if auth.unavailable:
@@ -64,7 +65,7 @@ async def handle(websocket: WebSocket) -> None:
         conn.user_id = auth.user_id or "anonymous"
         supervisor = app_state.agent_supervisor
         thread_service = app_state.thread_service
-        await conn.hit("ws.dependency_check")
+        await failpoint("ws.dependency_check")
         await steps.accept(conn)
         await steps.register(conn)
         steps.start_heartbeat(conn)

@@ -14,6 +14,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from faults import failpoint
 from replica.backend.auth_client import authenticate
 from replica.backend.handlers import steps
 
@@ -28,7 +29,7 @@ async def handle(websocket: WebSocket) -> None:
     environment = conn.environment
     try:
         await steps.accept(conn)
-        await conn.hit("ws.auth")
+        await failpoint("ws.auth")
         await steps.log_auth_attempt(conn, fixed=False)
         auth = await authenticate(websocket)
         if not auth.ok:
@@ -38,7 +39,7 @@ async def handle(websocket: WebSocket) -> None:
         supervisor = getattr(app_state, "agent_supervisor", None)
         thread_service = getattr(app_state, "thread_service", None)
 
-        await conn.hit("ws.dependency_check")
+        await failpoint("ws.dependency_check")
         if supervisor is None and environment == "staging":
             logger.warning("STAGING: agent_supervisor missing - enabling degraded mode")
         elif supervisor is None and environment == "production":
@@ -53,7 +54,7 @@ async def handle(websocket: WebSocket) -> None:
             logger.info("E2E testing detected - bypassing service requirements")
             startup_complete = True
 
-        await conn.hit("ws.startup_wait")
+        await failpoint("ws.startup_wait")
         if not startup_complete and environment in steps.STRICT_ENVIRONMENTS:
             if not await steps.wait_for_startup(conn, steps.startup_wait_s(conn, STARTUP_WAIT_S)):
                 await steps.send_error_and_close(

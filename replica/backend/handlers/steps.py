@@ -1,7 +1,7 @@
 """Steps shared by the ``/ws`` handler variants: each variant composes them in its own order.
 
-Everything a handler needs is on ``websocket.app.state`` (settings, failpoints,
-defects, services), exactly as a real route sees it.
+Everything a handler needs is on ``websocket.app.state`` (settings, defects,
+services), exactly as a real route sees it; failpoints come from :mod:`faults`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncpg
 import redis.exceptions
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from faults.failpoints import Failpoints
+from faults import failpoint
 from replica.backend import messages
 from replica.backend.auth_client import choose_subprotocol, offered_subprotocols
 from replica.backend.services import AgentSupervisor, DependencyUnavailable, ThreadService, run_mock_agent
@@ -28,6 +28,7 @@ logger = logging.getLogger("replica.ws")
 
 STRICT_ENVIRONMENTS = ("staging", "production")
 MAX_ROUTING_ERRORS = 5
+MAX_THREAD_ID_CHARS = 128
 STARTUP_POLL_S = 0.5
 REGISTRATION_SLEEP_S = 0.05
 AUTH_FAILURE_SLEEP_S = 0.1
@@ -39,7 +40,6 @@ class Connection:
 
     websocket: WebSocket
     settings: BackendSettings
-    failpoints: Failpoints
     defects: frozenset[str]
     server_id: str
     environment: str
@@ -54,14 +54,10 @@ class Connection:
         return cls(
             websocket=websocket,
             settings=state.settings,
-            failpoints=state.failpoints,
             defects=state.defects,
             server_id=state.server_id,
             environment=state.environment,
         )
-
-    async def hit(self, point: str) -> None:
-        await self.failpoints.hit(point)
 
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.websocket.send_text(json.dumps(message))
@@ -99,7 +95,7 @@ def detect_e2e_seed(headers: Mapping[str, str]) -> bool:
 
 
 async def accept(conn: Connection) -> None:
-    await conn.hit("ws.accept")
+    await failpoint("ws.accept")
     await conn.websocket.accept(subprotocol=choose_subprotocol(offered_subprotocols(conn.websocket)))
 
 
@@ -110,7 +106,7 @@ async def log_auth_attempt(conn: Connection, *, fixed: bool) -> None:
     incident's line: an f-string (evaluated even with debug logging off) calling
     ``json.dumps`` on the raw ``WebSocketState`` enum, outside any try block.
     """
-    await conn.hit("ws.auth_log")
+    await failpoint("ws.auth_log")
     websocket = conn.websocket
     state: Any = websocket.client_state
     if fixed or "auth-log-json" not in conn.defects:
@@ -203,7 +199,7 @@ def start_heartbeat(conn: Connection) -> None:
 
 
 async def send_welcome(conn: Connection, *, degraded: bool = False) -> None:
-    await conn.hit("ws.welcome")
+    await failpoint("ws.welcome")
     await conn.send(
         messages.welcome(
             connection_id=conn.connection_id,
@@ -245,6 +241,15 @@ class RoutingError(Exception):
         self.reported = reported
 
 
+def checked_thread_id(value: Any) -> str:
+    """A thread id a client sent: a short string without NUL (Postgres text cannot hold one)."""
+    if not isinstance(value, str) or not value:
+        raise RoutingError("data.thread_id must be a non-empty string")
+    if len(value) > MAX_THREAD_ID_CHARS or "\x00" in value:
+        raise RoutingError(f"data.thread_id must be at most {MAX_THREAD_ID_CHARS} characters, without NUL")
+    return value
+
+
 @dataclass
 class Router:
     conn: Connection
@@ -258,6 +263,8 @@ class Router:
             message = json.loads(raw)
         except ValueError:
             raise RoutingError("message is not JSON") from None
+        except RecursionError:
+            raise RoutingError("message is nested too deeply") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise RoutingError("message has no 'type'")
         kind = message["type"]
@@ -284,9 +291,11 @@ class Router:
         content = data.get("content")
         if not isinstance(content, str) or not content.strip():
             raise RoutingError("user_message needs data.content")
+        if "\x00" in content:
+            raise RoutingError("data.content must not contain NUL characters")
         thread_id = data.get("thread_id")
-        if thread_id is not None and not isinstance(thread_id, str):
-            raise RoutingError("data.thread_id must be a string")
+        if thread_id is not None:
+            thread_id = checked_thread_id(thread_id)
         if self.supervisor is None or self.thread_service is None:
             if self.fallback:
                 await run_mock_agent(user_id=conn.user_id, content=content, emit=conn.send)
@@ -312,6 +321,7 @@ class Router:
         thread_id = data.get("thread_id")
         if not isinstance(thread_id, str) or not thread_id:
             raise RoutingError("get_thread needs data.thread_id")
+        thread_id = checked_thread_id(thread_id)
         if self.thread_service is None:
             await conn.send(messages.error_message("THREADS_UNAVAILABLE", "thread service is not available"))
             return
@@ -342,7 +352,7 @@ async def message_loop(
             continue
         if frame["type"] == "websocket.disconnect":
             return
-        await conn.hit("ws.message_loop")
+        await failpoint("ws.message_loop")
         try:
             raw = frame.get("text")
             if raw is None:
@@ -354,9 +364,13 @@ async def message_loop(
             if is_fatal(exc):
                 raise
             errors += 1
-            logger.warning("message routing error %d/%d: %s", errors, MAX_ROUTING_ERRORS, exc)
-            if not (isinstance(exc, RoutingError) and exc.reported):
-                await conn.send(messages.error_message("MESSAGE_PROCESSING_ERROR", str(exc) or type(exc).__name__))
+            if isinstance(exc, RoutingError):
+                logger.warning("message routing error %d/%d: %s", errors, MAX_ROUTING_ERRORS, exc)
+                if not exc.reported:
+                    await conn.send(messages.error_message("MESSAGE_PROCESSING_ERROR", str(exc)))
+            else:  # the detail (a database error, say) is for the log, never for the client
+                logger.exception("message processing failed %d/%d", errors, MAX_ROUTING_ERRORS)
+                await conn.send(messages.error_message("MESSAGE_PROCESSING_ERROR", "the message could not be processed"))
             if errors >= MAX_ROUTING_ERRORS:
                 logger.error("too many routing errors on %s, closing", conn.connection_id)
                 await close(conn, 1000, "Too many errors")
