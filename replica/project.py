@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from faults import FailpointError, parse_spec
+from faults.spec import check_point
 from replica.errors import ConfigError
 
 PROJECT_FILE = "replica.toml"
@@ -37,7 +39,6 @@ ENDPOINT_FIELDS = ("url", "host", "port")
 RESERVED_NAMES = ("backend",)
 
 _NAME = r"^[a-z][a-z0-9_-]*$"
-_POINT = r"^[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*$"
 _APP = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 _PATH = r"^/"
 _TOKEN = r"^(none|mint|env:[A-Za-z_][A-Za-z0-9_]*)$"
@@ -145,13 +146,17 @@ class BackendConfig(ServiceConfig):
     image: str | None = None
     build: str | None = None
 
+    @field_validator("failpoints")
+    @classmethod
+    def _points_are_names(cls, points: tuple[str, ...]) -> tuple[str, ...]:
+        for point in points:
+            check_point(point)
+        if len(set(points)) != len(points):
+            raise ValueError("a point is declared twice")
+        return points
+
     @model_validator(mode="after")
-    def _failpoints_and_image(self) -> "BackendConfig":
-        for point in self.failpoints:
-            if not re.match(_POINT, point):
-                raise ValueError(f"failpoint name {point!r} is not a dotted name like 'ws.publish'")
-        if len(set(self.failpoints)) != len(self.failpoints):
-            raise ValueError("failpoints: a point is declared twice")
+    def _image_or_build(self) -> "BackendConfig":
         if self.image is not None and self.build is not None:
             raise ValueError('give image = "..." or build = "DIR", not both')
         return self
@@ -227,6 +232,14 @@ class Project:
 
     def error(self, key: str, problem: str) -> ProjectError:
         return ProjectError(f"{self.file}: {key}: {problem}")
+
+    def check_failpoints(self, spec: str, *, source: str = "--failpoints") -> str:
+        """``spec`` if it parses and arms only the points ``[backend] failpoints`` declares."""
+        try:
+            parse_spec(spec, declared=self.backend.failpoints)
+        except FailpointError as exc:
+            raise ProjectError(f"{source}: {exc} (the points are declared in {self.file}: backend.failpoints)") from None
+        return spec
 
 
 # --------------------------------------------------------------------- loading

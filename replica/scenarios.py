@@ -114,7 +114,7 @@ class ProbeSpec(BaseModel):
 class Scenario(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_.:-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
     title: str
     hypothesis: str
     seed_hypothesis: bool = Field(default=False, description="one of the causes the seed's five-whys proposed")

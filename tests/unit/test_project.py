@@ -127,8 +127,8 @@ def test_an_http_dependency_does_not_reach_itself_through_its_proxy(tmp_path):
         ('[backend]\ncommand = []\n', r"backend.command: .*at least 1 item"),
         ('[backend]\ncommand = ["x", "{port}"]\nserver = "gunicorn"\n', r"backend: server applies to app only"),
         ('[backend]\ncommand = ["./serve"]\n', r"backend.command: the program is told nowhere to listen: put \{port\} \(or \{fd\}\)"),
-        ('[backend]\napp = "a:b"\nfailpoints = ["ws publish"]\n', r"failpoint name 'ws publish' is not a dotted name"),
-        ('[backend]\napp = "a:b"\nfailpoints = ["a", "a"]\n', r"a point is declared twice"),
+        ('[backend]\napp = "a:b"\nfailpoints = ["ws publish"]\n', r"backend.failpoints: bad failpoint name 'ws publish' \(use a dotted name such as ws.publish\)"),
+        ('[backend]\napp = "a:b"\nfailpoints = ["a", "a"]\n', r"backend.failpoints: a point is declared twice"),
         ('[backend]\napp = "a:b"\nimage = "x"\nbuild = "."\n', r"give image = .* or build = .*, not both"),
         ('[backend]\napp = "a:b"\npath = "nowhere"\n', r"backend.path: 'nowhere' is not a directory"),
         ('[backend]\napp = "a:b"\nbuild = "."\n', r"backend.build: '.' holds no Dockerfile"),
@@ -199,3 +199,17 @@ def assert_match(message: str, pattern: str) -> None:
     import re
 
     assert re.search(pattern, message), f"{pattern!r} not in {message!r}"
+
+
+def test_a_failpoint_spec_may_arm_only_declared_points(tmp_path):
+    project = load_project(write(tmp_path, FULL))
+    assert project.check_failpoints("ws.publish=raise(RuntimeError: x); startup.cache=skip") == (
+        "ws.publish=raise(RuntimeError: x); startup.cache=skip"
+    )
+    with pytest.raises(ProjectError) as info:
+        project.check_failpoints("ws.publsh=hang")
+    message = str(info.value)
+    assert message.startswith("--failpoints: ") and "unknown failpoint 'ws.publsh'; did you mean 'ws.publish'?" in message
+    assert "(declared: startup.cache, ws.publish)" in message and f"declared in {project.file}: backend.failpoints" in message
+    with pytest.raises(ProjectError, match="ws.publish=explode"):
+        project.check_failpoints("ws.publish=explode")
