@@ -38,7 +38,8 @@ from replica.drivers.local.ports import free_port
 from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
 from replica.polling import port_is_open, wait_until_async
-from replica.project import Endpoint, ServiceConfig, render, template_fields, template_values
+from faults.failpoints import ENV_DECLARED, ENV_SPEC
+from replica.project import Endpoint, Project, ServiceConfig, render, template_fields, template_values
 
 LOOPBACK = "127.0.0.1"
 PORT_ATTEMPTS = 3
@@ -264,3 +265,26 @@ async def start_ready(
             return started, outcome
         started.stop()
     return started, outcome
+
+
+def failpoint_env(project: Project, spec: str) -> dict[str, str]:
+    """The backend's failpoint settings: ``spec`` (checked against the declared points) and those points."""
+    return {ENV_SPEC: project.check_failpoints(spec), ENV_DECLARED: ",".join(project.backend.failpoints)}
+
+
+async def start_backend(
+    group: ProcessGroup,
+    project: Project,
+    *,
+    endpoints: Mapping[str, Endpoint],
+    secret: str,
+    failpoints: str = "",
+    extra_env: Mapping[str, str] | None = None,
+    listener: socket.socket | None = None,
+) -> tuple[UserService, StartOutcome]:
+    """A project's ``[backend]`` with ``failpoints`` armed, started and awaited. A spec naming an
+    undeclared point is a :class:`~replica.project.ProjectError` before anything starts."""
+    env = {**failpoint_env(project, failpoints), **(extra_env or {})}
+    return await start_ready(
+        group, project.backend, project.root, endpoints=endpoints, secret=secret, extra_env=env, listener=listener
+    )
