@@ -26,6 +26,8 @@ from replica.drivers.local.group import ProcessGroup
 from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
+from replica.generic_catalog import project_runs
+from replica.project import load_project
 from replica.probe import ProbeOptions, probe
 from replica.reproduce import SEED_SCENARIO, explanations, reproduce_runs, reproduced
 from replica.runner import RunResult, run_many
@@ -195,14 +197,17 @@ def reproduce(
 
 @scenarios_app.command("list")
 @cli_errors
-def scenarios_list() -> None:
+def scenarios_list(
+    config: Optional[Path] = typer.Option(None, "--config", help="a project file (replica.toml): its generic catalog"),
+) -> None:
     """Every scenario and its fix checks."""
-    catalog = Catalog.load()
+    runs = Catalog.load().runs() if config is None else project_runs(load_project(config))
     table = Table(title="Scenarios", title_justify="left")
     for col in ("name", "handler", "expected", "title"):
         table.add_column(col)
-    for run in catalog.runs():
-        table.add_row(run.name, run.handler, run.expect.describe(), run.scenario.title if "@" not in run.name else "")
+    for run in runs:
+        expected = run.expect.describe() if run.expect is not None else "(observed)"
+        table.add_row(run.name, run.handler, expected, run.scenario.title if "@" not in run.name else "")
     out.print(table)
 
 

@@ -14,16 +14,18 @@ plus ``healthy`` (no fault), and for each failpoint POINT the project declares::
     POINT:hang          never return from the point
     POINT:delay         1 s late at the point
 
-A generic scenario carries no expectation: its run is *observed* until an
-expectation file (see :mod:`replica.expectations`) says what it should show.
+A generic scenario carries no expectation: its run is *observed* until the
+expectation file next to the project file (``replica-expect.yaml``, see
+:mod:`replica.expectations`) says what it should show.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from replica.expectations import EXPECT_FILE, load_expectations, with_expectations
 from replica.project import Project
-from replica.scenarios import BackendSpec, Catalog, HopDown, ProbeSpec, Scenario, ToxicSpec
+from replica.scenarios import BackendSpec, Catalog, HopDown, ProbeSpec, Scenario, ScenarioRun, ToxicSpec
 
 #: The handler label of a project's runs: the project's own backend answers, not a variant.
 PROJECT_HANDLER = "project"
@@ -109,3 +111,13 @@ def generic_scenarios(project: Project) -> list[Scenario]:
 
 def generic_catalog(project: Project) -> Catalog:
     return Catalog(generic_scenarios(project))
+
+
+def project_runs(project: Project) -> list[ScenarioRun]:
+    """Every generic run, held to ``replica-expect.yaml`` next to the project file when there is one."""
+    catalog = generic_catalog(project)
+    runs = catalog.runs()
+    path = project.root / EXPECT_FILE
+    if path.is_file():
+        runs = with_expectations(runs, load_expectations(path, known=list(catalog.scenarios)))
+    return runs

@@ -164,6 +164,8 @@ def load_scenario(path: Path) -> Scenario:
     except ValidationError as exc:
         where, problem = first_problem(exc)
         raise ConfigError(f"{path}: {where}: {problem}") from exc
+    if scenario.expect is None:
+        raise ConfigError(f"{path}: expect: required (the fingerprint this hypothesis predicts)")
     placed = [(f"toxics.{i}.hop", t.hop) for i, t in enumerate(scenario.toxics)]
     placed += [(f"down.{i}.hop", d.hop) for i, d in enumerate(scenario.down)]
     for where, hop in placed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from replica.errors import ConfigError
-from replica.generic_catalog import PROJECT_HANDLER, generic_catalog, generic_scenarios
+from replica.generic_catalog import PROJECT_HANDLER, generic_catalog, generic_scenarios, project_runs
 from replica.project import load_project
 
 PROJECT = """
@@ -84,3 +84,14 @@ def test_a_project_without_dependencies_or_points_has_healthy_only(tmp_path):
     path.write_text('[backend]\ncommand = ["./serve", "{port}"]\n')
     [only] = generic_scenarios(load_project(path))
     assert only.name == "healthy" and not only.probe.with_token
+
+
+def test_project_runs_take_the_expectation_file_next_to_the_project(project, tmp_path):
+    assert all(run.expect is None for run in project_runs(project))
+    (tmp_path / "replica-expect.yaml").write_text("scenarios:\n  broker:hung: {handshake: accepted, close_code: 1013}\n")
+    runs = {run.name: run for run in project_runs(project)}
+    assert runs["broker:hung"].expect.close_code == 1013 and runs["broker:hung"].expect_label == "frozen"
+    assert runs["healthy"].expect is None
+    (tmp_path / "replica-expect.yaml").write_text("scenarios:\n  redis:hung: {}\n")
+    with pytest.raises(ConfigError, match=r"replica-expect.yaml: scenarios.redis:hung: no such scenario"):
+        project_runs(project)

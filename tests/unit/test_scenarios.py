@@ -81,3 +81,10 @@ def test_toxic_hop_must_exist(tmp_path):
     text = "name: x\ntitle: t\nhypothesis: h\nexpect: {}\ntoxics: [{hop: mysql, type: latency}]\n"
     with pytest.raises(ConfigError, match="toxics.0.hop"):
         load_scenario(write(tmp_path, "x", text))
+
+
+def test_a_catalog_scenario_must_predict_a_fingerprint(tmp_path):
+    with pytest.raises(ConfigError, match=r"x.yaml: expect: required"):
+        load_scenario(write(tmp_path, "x", "name: x\ntitle: t\nhypothesis: h\nexpect:\n"))
+    with pytest.raises(ConfigError, match=r"x.yaml: expect: "):
+        load_scenario(write(tmp_path, "x", "name: x\ntitle: t\nhypothesis: h\n"))
