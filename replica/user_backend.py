@@ -21,20 +21,24 @@ outcome, not an exception: its exit status and last log lines.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import httpx
 
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import free_port
+from replica.drivers.local import process as process_module
 from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
 from replica.polling import port_is_open, wait_until_async
@@ -109,15 +113,11 @@ class StartOutcome:
 
 
 class _InheritingProcess(ManagedProcess):
-    """A :class:`ManagedProcess` that inherits ``pass_fds`` (``ManagedProcess`` closes every other fd)."""
+    """A :class:`ManagedProcess` whose child keeps ``pass_fds`` open (``ManagedProcess`` closes
+    every fd but stdio). Same process group, parent-death signal and log; a ``pass_fds``
+    parameter on ``ManagedProcess`` would make this class unnecessary."""
 
     def __init__(self, argv: list[str], *, name: str, log_path: Path, env: dict[str, str], cwd: Path, pass_fds: tuple[int, ...]) -> None:
-        import functools
-        import signal
-        import threading
-
-        from replica.drivers.local import process as proc
-
         self.argv, self.name, self.log_path = argv, name, log_path
         self.stop_signal = signal.SIGTERM
         self._returncode = None
@@ -127,11 +127,11 @@ class _InheritingProcess(ManagedProcess):
         with open(log_path, "ab", buffering=0) as log:
             spawn = functools.partial(
                 subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=str(cwd), start_new_session=True, preexec_fn=proc._make_preexec(os.getpid()),
+                env=env, cwd=str(cwd), start_new_session=True, preexec_fn=process_module._make_preexec(os.getpid()),
                 close_fds=True, pass_fds=pass_fds,
             )
             try:
-                self._popen = proc._FORKING_THREAD.run(spawn)
+                self._popen = process_module._FORKING_THREAD.run(spawn)
             except (OSError, subprocess.SubprocessError) as exc:
                 raise InfrastructureError(f"cannot start {name}: {argv[0]}: {exc}") from exc
 
@@ -243,7 +243,7 @@ def start_service(
         argv = [render(a, values) for a in service_argv(service, root, fd=fd)]
         env = service_env(service, values, extra_env or {})
         process = _InheritingProcess(argv, name=name, log_path=log_path, env=env, cwd=cwd, pass_fds=(fd,))
-        group.add_cleanup(process.stop)
+        group.processes.append(process)  # stopped with the group, in reverse start order
     finally:
         if listener is None:
             sock.close()  # the child holds its own copy
@@ -251,15 +251,12 @@ def start_service(
 
 
 async def start_ready(
-    group: ProcessGroup,
-    service: ServiceConfig,
-    root: Path,
-    **kwargs,
+    group: ProcessGroup, service: ServiceConfig, root: Path, **options: Any
 ) -> tuple[UserService, StartOutcome]:
-    """:func:`start_service`, then wait until it serves; a program that lost its port to another
-    process is started again on another port (at most :data:`PORT_ATTEMPTS` times)."""
+    """:func:`start_service` (same ``options``), then wait until it serves; a program that lost
+    its port to another process is started again on another port (at most :data:`PORT_ATTEMPTS` times)."""
     for _ in range(PORT_ATTEMPTS):
-        started = start_service(group, service, root, **kwargs)
+        started = start_service(group, service, root, **options)
         outcome = await started.wait_ready()
         if outcome.ready or started.handed_over or not started.address_in_use():
             return started, outcome
