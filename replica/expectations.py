@@ -54,6 +54,13 @@ class Snapshot(Expectation):
                 found.append(f"{name}: expected None, observed {got!r}")
         return found
 
+    def describe(self) -> str:
+        """As :meth:`Expectation.describe`, plus ``no close`` when that is checked."""
+        text = super().describe()
+        if "close_code" in self.model_fields_set and self.close_code is None:
+            return "no close" if text == "anything" else f"{text}, no close"
+        return text
+
 
 def judge(expect: Expectation | None, observed: Fingerprint) -> tuple[Verdict, list[str]]:
     """``observed`` when nothing is expected, else ``pass`` or ``fail`` with each mismatch."""

@@ -56,6 +56,8 @@ def test_freeze_leaves_out_and_reports_what_differed():
 def test_a_snapshot_checks_null_as_no_close():
     snap = freeze({"b": [HEALTHY]}).expectations["b"]
     assert snap.mismatches(HEALTHY) == []
+    assert snap.describe() == "accepted, welcome, pong, no close"
+    assert Snapshot(close_code=None).describe() == "no close" and Snapshot().describe() == "anything"
     broken = HEALTHY.model_copy(update={"close_code": 1011, "close_reason": "x", "closed_by": "server", "close_after_ms": 3.0})
     assert sorted(snap.mismatches(broken)) == [
         "close_code: expected None, observed 1011",

@@ -95,3 +95,16 @@ def test_project_runs_take_the_expectation_file_next_to_the_project(project, tmp
     (tmp_path / "replica-expect.yaml").write_text("scenarios:\n  redis:hung: {}\n")
     with pytest.raises(ConfigError, match=r"replica-expect.yaml: scenarios.redis:hung: no such scenario"):
         project_runs(project)
+
+
+def test_a_command_backend_gets_the_same_catalog_as_an_app(tmp_path):
+    path = tmp_path / "replica.toml"
+    path.write_text(
+        '[backend]\ncommand = ["node", "server.js", "--port", "{port}"]\nfailpoints = ["ws.publish"]\n'
+        '[backend.env]\nREDIS = "{redis.url}"\n[dependencies.redis]\n'
+    )
+    as_command = [s.name for s in generic_scenarios(load_project(path))]
+    path.write_text('[backend]\napp = "chat.main:app"\nfailpoints = ["ws.publish"]\n[dependencies.redis]\n')
+    assert as_command == [s.name for s in generic_scenarios(load_project(path))]
+    assert as_command == ["healthy", "redis:down", "redis:slow-startup", "redis:hung", "redis:reset", "redis:latency",
+                          "ws.publish:raise", "ws.publish:hang", "ws.publish:delay"]
