@@ -311,17 +311,10 @@ def _check_paths(project: Project) -> None:
 
 
 def _check_templates(project: Project) -> None:
-    backend = project.backend
-    _check_service(project, "backend", backend, own=None)
+    _check_service(project, "backend", project.backend, own=None)
     for dep in project.dependencies.values():
         if dep.kind == "http":
             _check_service(project, f"dependencies.{dep.name}", dep.config, own=dep.name)
-    if backend.command is not None:
-        named = {f for t in (*backend.command, *backend.env.values()) for f in template_fields(t)}
-        if not named & {"port", "fd"}:
-            raise project.error(
-                "backend.command", "the program is told nowhere to listen: put {port} (or {fd}) in the command or an env value"
-            )
 
 
 def _check_service(project: Project, key: str, service: ServiceConfig | DependencyConfig, *, own: str | None) -> None:
@@ -348,6 +341,12 @@ def _check_service(project: Project, key: str, service: ServiceConfig | Dependen
             else:
                 problem = f"unknown template {{{field}}}"
             raise project.error(where, f"{problem} (allowed: {', '.join(allowed)})")
+    if service.command is not None:
+        named = {f for _, t in items for f in template_fields(t)}
+        if not named & {"port", "fd"}:
+            raise project.error(
+                f"{key}.command", "the program is told nowhere to listen: put {port} (or {fd}) in the command or an env value"
+            )
 
 
 # ------------------------------------------------------------- error messages

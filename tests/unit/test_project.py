@@ -137,6 +137,7 @@ def test_an_http_dependency_does_not_reach_itself_through_its_proxy(tmp_path):
         ('[backend]\napp = "a:b"\n[dependencies.cache]\nkind = "memcached"\n', r"dependencies.cache.kind = 'memcached': Input should be 'postgres', 'redis' or 'http'"),
         ('[backend]\napp = "a:b"\n[dependencies.redis]\napp = "x:y"\n', r"dependencies.redis.app: not allowed for kind 'redis'"),
         ('[backend]\napp = "a:b"\n[dependencies.auth]\nkind = "http"\n', r"dependencies.auth: an http dependency needs exactly one of app"),
+        ('[backend]\napp = "a:b"\n[dependencies.auth]\nkind = "http"\ncommand = ["./auth"]\n', r"dependencies.auth.command: the program is told nowhere to listen"),
         ('[backend]\napp = "a:b"\n[dependencies.backend]\nkind = "redis"\n', r"dependencies.backend: 'backend' is reserved"),
         ('[backend]\napp = "a:b"\n[dependencies.Cache]\nkind = "redis"\n', r"dependencies.Cache: a dependency name is lower case"),
         ('[backend]\napp = "a:b"\n[probe.ping]\nsend = {}\nexpect = {type = "pong"}\n', r"probe.ping.send: .*at least 1 item"),
