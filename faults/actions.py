@@ -22,7 +22,7 @@ import builtins
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 MAX_DURATION_S = 24 * 3600.0
@@ -42,7 +42,7 @@ def shorten(text: str, limit: int = 80) -> str:
 
 def parse_duration(text: str) -> float:
     """``250ms`` → 0.25, ``2s`` → 2.0, ``1.5s`` → 1.5, ``1m`` → 60.0 (at most a day)."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
         raise FailpointError(f"bad duration {shorten(text.strip())!r} (use e.g. 250ms, 2s, 1.5s)")
     value, unit = float(match.group(1)), match.group(2)
@@ -88,12 +88,13 @@ def _required(cls: type[Action], arg: str | None) -> str:
 @dataclass(frozen=True)
 class Delay(Action):
     seconds: float
+    text: str = field(default="", compare=False)  # as written, so that str() gives it back exactly
     name: ClassVar[str] = "delay"
     example: ClassVar[str] = "delay(250ms)"
 
     @classmethod
     def parse(cls, arg: str | None) -> "Delay":
-        return cls(parse_duration(_required(cls, arg)))
+        return cls(parse_duration(_required(cls, arg)), arg)
 
     async def run(self) -> bool:
         await asyncio.sleep(self.seconds)
@@ -104,7 +105,7 @@ class Delay(Action):
         return False
 
     def __str__(self) -> str:
-        return f"delay({format_duration(self.seconds)})"
+        return f"delay({self.text or format_duration(self.seconds)})"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Raise(Action):
             return cls()
         type_name, _, message = _required(cls, arg).partition(":")
         type_name, message = type_name.strip(), message.strip()
-        if not _IDENT.match(type_name):
+        if not _IDENT.fullmatch(type_name):
             raise FailpointError(f"bad exception type {shorten(type_name)!r}")
         candidate = getattr(builtins, type_name, None)
         if not (isinstance(candidate, type) and issubclass(candidate, Exception)):
@@ -178,19 +179,20 @@ class Block(Action):
     """``time.sleep`` in async code too: nothing else on the event loop runs meanwhile."""
 
     seconds: float
+    text: str = field(default="", compare=False)
     name: ClassVar[str] = "block"
     example: ClassVar[str] = "block(500ms)"
 
     @classmethod
     def parse(cls, arg: str | None) -> "Block":
-        return cls(parse_duration(_required(cls, arg)))
+        return cls(parse_duration(_required(cls, arg)), arg)
 
     def run_sync(self) -> bool:
         time.sleep(self.seconds)
         return False
 
     def __str__(self) -> str:
-        return f"block({format_duration(self.seconds)})"
+        return f"block({self.text or format_duration(self.seconds)})"
 
 
 ACTIONS: dict[str, type[Action]] = {cls.name: cls for cls in (Delay, Raise, Skip, Hang, Block)}
@@ -216,7 +218,7 @@ _ACTION = re.compile(r"^([a-z_]+)\s*(?:\((.*)\))?$", re.DOTALL)
 
 def _normal(text: str) -> str:
     """``block( redis )`` → ``block(redis)``; text that is not ``name[(arg)]`` is returned as is."""
-    match = _ACTION.match(text.strip())
+    match = _ACTION.fullmatch(text.strip())
     if not match:
         return text
     name, arg = match.group(1), match.group(2)
@@ -225,7 +227,7 @@ def _normal(text: str) -> str:
 
 def parse_action(text: str) -> Action:
     """Parse the right-hand side of one ``point=action`` item."""
-    match = _ACTION.match(text)
+    match = _ACTION.fullmatch(text)
     if not match:
         raise FailpointError(f"bad action {shorten(text)!r} (known actions: {', '.join(action_names())})")
     extra = _EXTRA.get(_normal(text))

@@ -51,7 +51,7 @@ def _did_you_mean(name: str, names: Iterable[str]) -> str:
 
 def check_point(point: str, declared: Iterable[str] | None = None) -> str:
     """``point`` if it is a well-formed name (and, given ``declared``, one of them)."""
-    if not _POINT.match(point):
+    if not _POINT.fullmatch(point):
         raise FailpointError(f"bad failpoint name {shorten(point)!r} (use a dotted name such as ws.publish)")
     if declared is not None:
         names = list(declared)

@@ -30,6 +30,7 @@ HOPS = ("postgres", "redis", "auth", "backend")
 #: A hop of the fault proxy: one of :data:`HOPS` for the built-in backend, a
 #: dependency's name (or ``backend``) for a user's project.
 Hop = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+MAX_SCENARIO_BYTES = 1024 * 1024
 #: When the probe may start: once the backend answers ``/health``, or once that
 #: startup phase has finished (read from ``/health/ready``; for background startup).
 ProbeAfter = Literal["listening", "DEPENDENCIES", "DATABASE", "CACHE", "SERVICES"]
@@ -152,9 +153,15 @@ class ScenarioRun(BaseModel):
 
 def load_scenario(path: Path) -> Scenario:
     try:
+        if path.stat().st_size > MAX_SCENARIO_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_SCENARIO_BYTES} bytes: not a scenario")
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a scenario") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     if not isinstance(data, dict):

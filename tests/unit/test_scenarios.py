@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from replica.errors import ConfigError
-from replica.scenarios import Catalog, load_scenario
+from replica.scenarios import BackendSpec, Catalog, builtin_backend, load_scenario
 
 REQUIRED = {
     "seed-1011",
@@ -88,3 +88,61 @@ def test_a_catalog_scenario_must_predict_a_fingerprint(tmp_path):
         load_scenario(write(tmp_path, "x", "name: x\ntitle: t\nhypothesis: h\nexpect:\n"))
     with pytest.raises(ConfigError, match=r"x.yaml: expect: "):
         load_scenario(write(tmp_path, "x", "name: x\ntitle: t\nhypothesis: h\n"))
+
+
+HEAD = "name: x\ntitle: t\nhypothesis: h\nexpect: {}\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("backend: {failpoints: 'ws.autth=raise(TypeError: x)'}",
+         "x.yaml: backend.failpoints: ws.autth=raise(TypeError: x): unknown failpoint 'ws.autth'; did you mean 'ws.auth'?"),
+        ("backend: {failpoints: 'ws.auth=explode'}", "x.yaml: backend.failpoints: ws.auth=explode: unknown action 'explode'"),
+        ("backend: {failpoints: 'ws.welcome=skip'}",
+         "x.yaml: backend.failpoints: ws.welcome=skip: 'skip' is not allowed at ws.welcome"),
+        ("backend: {defects: [auth-log-jsn]}",
+         "x.yaml: backend.defects: unknown defect 'auth-log-jsn'; did you mean 'auth-log-json'? (known: auth-log-json)"),
+        ("toxics: [{hop: redis, type: latncy}]",
+         "x.yaml: toxics.0.type: unknown toxic type 'latncy' (known: latency, bandwidth, slow_close, timeout, reset_peer, "
+         "slicer, limit_data, noop)"),
+        ("toxics: [{hop: redis, type: latency, attributes: {latncy: 5}}]",
+         "x.yaml: toxics.0: latency has no attribute 'latncy' (known: latency, jitter)"),
+    ],
+)
+def test_a_typo_anywhere_is_refused_naming_file_and_field(tmp_path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_scenario(write(tmp_path, "x", HEAD + body + "\n"))
+    assert str(excinfo.value).startswith(f"{tmp_path}/{message}")
+    assert excinfo.value.exit_code == 2
+
+
+def test_one_bad_file_stops_the_whole_catalog_from_loading(tmp_path) -> None:
+    for path in Path(__file__).resolve().parents[2].joinpath("faults", "scenarios").glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    Catalog.load(tmp_path)
+    bad = tmp_path / "healthy.yaml"
+    bad.write_text(bad.read_text().replace("handler: incident", "handler: incident\n  failpoints: ws.autth=skip"))
+    with pytest.raises(ConfigError, match=r"healthy.yaml: backend.failpoints: ws.autth=skip: unknown failpoint"):
+        Catalog.load(tmp_path)
+
+
+def test_a_project_of_its_own_may_name_any_well_formed_point() -> None:
+    """Only the built-in catalog is held to the built-in backend's declared points."""
+    assert BackendSpec(failpoints="ws.publish=raise").failpoints == "ws.publish=raise"
+    with pytest.raises(ValueError, match="unknown action 'explode'"):
+        BackendSpec(failpoints="ws.publish=explode")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"failpoints": "ws.autth=skip"}, "--failpoints: ws.autth=skip: unknown failpoint 'ws.autth'"),
+        ({"defects": ("nope",)}, "--defects: unknown defect 'nope'"),
+        ({"startup_mode": "lazy"}, "--startup-mode: Input should be 'blocking' or 'background'"),
+    ],
+)
+def test_builtin_backend_options_are_checked_naming_the_option(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        builtin_backend(**options)
+    assert str(excinfo.value).startswith(message)
