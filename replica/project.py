@@ -265,6 +265,11 @@ def load_project(path: Path) -> Project:
         raise ProjectError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProjectError(f"{path}: not valid TOML: {exc}") from None
+    return parse_project(data, path)
+
+
+def parse_project(data: Mapping[str, Any], path: Path) -> Project:
+    """Check a project file's parsed contents; ``path`` locates relative paths and names the file in errors."""
     try:
         parsed = ProjectFile.model_validate(data)
     except ValidationError as exc:
