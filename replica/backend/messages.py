@@ -170,4 +170,3 @@ def agent_completed(
 ) -> Message:
     payload = {"result": result, "execution_time_ms": execution_time_ms, "thread_id": thread_id}
     return agent_event("agent_completed", run_id=run_id, agent_name=agent_name, payload=payload, now=now)
-
