@@ -16,7 +16,7 @@ Armed from ``REPLICA_FAILPOINTS`` (read once, at the first call; checked against
 start-up to have a bad spec stop the program before it serves.
 
 When nothing is armed at a point, a call is one dict lookup: the async form
-returns an already-completed future, so no coroutine is created.
+returns an already-completed awaitable, so no coroutine is created.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ ENV_DECLARED = "REPLICA_FAILPOINTS_DECLARED"
 logger = logging.getLogger("faults.failpoints")
 
 
-def _completed(value: bool) -> "asyncio.Future[bool]":
-    """A future that is already done: awaiting it returns ``value`` without touching any loop."""
+def _done_future(value: bool) -> "asyncio.Future[bool]":
     loop = asyncio.new_event_loop()
     try:
         future = loop.create_future()
@@ -47,7 +46,18 @@ def _completed(value: bool) -> "asyncio.Future[bool]":
         loop.close()
 
 
-_NOT_SKIPPED = _completed(False)
+class _Completed:
+    """An awaitable that is already done: ``await`` returns False at once, in any event loop.
+
+    Its ``__await__`` is the C iterator of a finished future (no loop is touched),
+    and it is not a future itself, so ``asyncio.wait_for`` and ``gather`` accept it too.
+    """
+
+    __slots__ = ()
+    __await__ = _done_future(False).__await__
+
+
+_NOT_SKIPPED = _Completed()
 
 
 class _FromEnvironment(dict):  # type: ignore[type-arg]

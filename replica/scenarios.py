@@ -5,8 +5,9 @@ backend to run (handler variant, server, startup mode) and the fingerprint the
 hypothesis predicts. Its ``fixes`` map gives, per handler variant, the outcome
 expected when that variant runs against the same cause; each entry becomes a
 run of its own named ``<scenario>@<variant>``. Loading is strict: an unknown
-key, a bad value or an unknown name is a :class:`~replica.errors.ConfigError`
-that says which file and which field.
+key, a bad value or an unknown name (a failpoint the built-in backend does not
+declare, a defect, a toxic type or attribute) is a
+:class:`~replica.errors.ConfigError` that says which file and which field.
 """
 
 from __future__ import annotations

@@ -170,10 +170,3 @@ def agent_completed(
 ) -> Message:
     payload = {"result": result, "execution_time_ms": execution_time_ms, "thread_id": thread_id}
     return agent_event("agent_completed", run_id=run_id, agent_name=agent_name, payload=payload, now=now)
-
-
-def agent_error(
-    run_id: str, agent_name: str, *, error_message: str, error_context: Mapping[str, Any], now: float | None = None
-) -> Message:
-    payload = {"error_message": error_message, "error_context": dict(error_context)}
-    return agent_event("agent_error", run_id=run_id, agent_name=agent_name, payload=payload, now=now)

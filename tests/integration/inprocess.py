@@ -21,7 +21,6 @@ from replica.auth.app import create_app as create_auth_app
 from replica.auth.tokens import mint_token
 from replica.backend.app import create_app
 from replica.backend.server import uvicorn_options
-from replica.drivers.servers import PostgresServer, RedisServer
 from replica.settings import AuthSettings, BackendSettings
 
 START_TIMEOUT_S = 60.0
@@ -94,14 +93,14 @@ class BackendUnderTest:
         return mint_token(self.secret, sub=sub)
 
 
-def serve_backend(postgres: PostgresServer, redis: RedisServer, **settings: object) -> Iterator[BackendUnderTest]:
+def serve_backend(postgres_url: str, redis_url: str, **settings: object) -> Iterator[BackendUnderTest]:
     """Start the auth service and a backend (``settings`` override the defaults); stop both after."""
     secret = secrets.token_urlsafe(32)
     auth_app = create_auth_app(AuthSettings(jwt_secret=secret))
     auth = ThreadedServer(uvicorn.Config(auth_app, log_config=None, lifespan="off")).start()
     try:
         backend_settings = BackendSettings(
-            database_url=postgres.url, redis_url=redis.url, auth_url=auth.url,
+            database_url=postgres_url, redis_url=redis_url, auth_url=auth.url,
             dependency_timeout_s=5, auth_timeout_s=5, **settings,
         )
         app = create_app(backend_settings)
@@ -115,6 +114,6 @@ def serve_backend(postgres: PostgresServer, redis: RedisServer, **settings: obje
 
 
 @pytest.fixture(scope="module")
-def backend(postgres_server: PostgresServer, redis_server: RedisServer) -> Iterator[BackendUnderTest]:
-    """The incident backend, healthy, shared by a module's tests."""
-    yield from serve_backend(postgres_server, redis_server, handler="incident")
+def backend(postgres_server, redis_server) -> Iterator[BackendUnderTest]:  # type: ignore[no-untyped-def]
+    """The incident backend, healthy, shared by a module's tests (servers from tests.servers_support)."""
+    yield from serve_backend(postgres_server.url, redis_server.url, handler="incident")

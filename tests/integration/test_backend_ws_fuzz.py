@@ -57,8 +57,17 @@ def padded(size: int) -> str:
     return json.dumps({"type": "ping", "pad": "x" * max(size - len(base), 0)})
 
 
+NASTY = [
+    {"type": "user_message", "data": {"content": "a\x00b"}},
+    {"type": "user_message", "data": {"content": "hi", "thread_id": "t\x00"}},
+    {"type": "user_message", "data": {"content": "hi", "thread_id": "t" * 5000}},
+    {"type": "get_thread", "data": {"thread_id": "\x00"}},
+    {"type": "get_thread", "data": {"thread_id": ["not", "a", "string"]}},
+    {"type": "user_message", "data": {"content": "\ud800"}},
+]
 frames = st.one_of(
     protocol_messages.map(json.dumps),
+    st.sampled_from(NASTY).map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=200),
     st.binary(max_size=200),
@@ -111,11 +120,12 @@ def test_random_frames_never_get_1011_nor_leak_errors(
 ) -> None:
     received, code, reason = asyncio.run(exchange(backend, sent))
     assert received and received[0]["type"] == "system_message"
+    oversized = any(len(f.encode() if isinstance(f, str) else f) > messages.MAX_MESSAGE_SIZE for f in sent)
     if code is not None:
         assert code in EXPECTED_CLOSES, (code, reason)
         assert EXPECTED_CLOSES[code] in (None, reason)
-        if code == 1009:
-            assert any(len(f) > messages.MAX_MESSAGE_SIZE for f in sent)
+    assert (code == 1009) <= oversized
+    assert oversized <= (code in (1000, 1009))  # refused, unless the error budget closed it first
     event(f"closed {code}" if code else "answered")
     for message in received:
         if message.get("type") == "error_message":

@@ -20,6 +20,19 @@ def test_an_unarmed_point_costs_no_coroutine_and_answers_false() -> None:
     assert points.sync("ws.publish") is False
 
 
+def test_the_unarmed_awaitable_works_with_asyncio_helpers_in_any_loop() -> None:
+    points = Failpoints(environ={})
+
+    async def main() -> list[object]:
+        return [
+            await asyncio.wait_for(points("a"), 1), await asyncio.gather(points("a"), points("b")),
+            await asyncio.shield(points("a")),
+        ]
+
+    assert asyncio.run(main()) == [False, [False, False], False]
+    assert asyncio.run(main()) == [False, [False, False], False]  # a second loop
+
+
 async def _await(awaitable):
     return await awaitable
 

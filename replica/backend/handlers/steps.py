@@ -241,13 +241,22 @@ class RoutingError(Exception):
         self.reported = reported
 
 
-def checked_thread_id(value: Any) -> str:
-    """A thread id a client sent: a short string without NUL (Postgres text cannot hold one)."""
-    if not isinstance(value, str) or not value:
-        raise RoutingError("data.thread_id must be a non-empty string")
-    if len(value) > MAX_THREAD_ID_CHARS or "\x00" in value:
-        raise RoutingError(f"data.thread_id must be at most {MAX_THREAD_ID_CHARS} characters, without NUL")
+def storable(value: str, field: str) -> str:
+    """Text Postgres can store: no NUL and no lone surrogate (JSON can carry both)."""
+    if "\x00" in value:
+        raise RoutingError(f"{field} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RoutingError(f"{field} is not valid Unicode (a lone surrogate)") from None
     return value
+
+
+def checked_thread_id(value: Any) -> str:
+    """A thread id a client sent: a short, storable, non-empty string."""
+    if not isinstance(value, str) or not value or len(value) > MAX_THREAD_ID_CHARS:
+        raise RoutingError(f"data.thread_id must be a string of 1 to {MAX_THREAD_ID_CHARS} characters")
+    return storable(value, "data.thread_id")
 
 
 @dataclass
@@ -291,8 +300,7 @@ class Router:
         content = data.get("content")
         if not isinstance(content, str) or not content.strip():
             raise RoutingError("user_message needs data.content")
-        if "\x00" in content:
-            raise RoutingError("data.content must not contain NUL characters")
+        storable(content, "data.content")
         thread_id = data.get("thread_id")
         if thread_id is not None:
             thread_id = checked_thread_id(thread_id)
