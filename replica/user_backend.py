@@ -38,7 +38,7 @@ import httpx
 
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import free_port
-from replica.drivers.local.driver import process as process_module
+from replica.drivers.local import process as process_module
 from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
 from replica.polling import port_is_open, wait_until_async
