@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import re
 import socket
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"  # the original binds all interfaces on an empty host
@@ -64,6 +65,16 @@ def parse_port(text: str) -> int:
         return socket.getservbyname(text, "tcp")
     except OSError:
         raise AddressError(f"lookup tcp/{text}: unknown port") from None
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a host to listen on (an IP address or a DNS name), or None."""
+    if literal_ip(host) is not None or (len(host) <= 253 and _HOST_NAME.fullmatch(host)):
+        return None
+    return f"invalid host {host!r}: expected an IP address or a host name"
 
 
 def format_address(host: str, port: int) -> str:

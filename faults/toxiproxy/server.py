@@ -31,7 +31,7 @@ import threading
 from types import TracebackType
 
 from . import splice
-from .address import format_address
+from .address import format_address, host_problem
 from .api import Api
 from .collection import PopulateError, ProxyCollection
 from .http import HttpServer, Limits
@@ -179,6 +179,10 @@ async def _main(host: str, port: int, config: str | None, seed: int | None) -> i
 
 def run(host: str, port: int, config: str | None = None, seed: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT (blocking); see the module docstring for exit codes."""
+    problem = host_problem(host) or (None if 0 <= port <= 65535 else f"invalid port {port}: expected 0 to 65535")
+    if problem:
+        print(f"toxiproxy: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional
