@@ -168,9 +168,10 @@ class Number:
     def as_float32(self) -> float | None:
         """Go's ``strconv.ParseFloat(text, 32)``: None when out of float32 range."""
         try:
-            return to_float32(float(self.text))
+            value = to_float32(float(self.text))
         except (OverflowError, ValueError):
             return None
+        return None if math.isinf(value) else value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Number) and other.text == self.text
@@ -216,7 +217,9 @@ def decode_first(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     except (json.JSONDecodeError, RecursionError, _NotJson):
         raise GoDecodeError(syntax_error(body, max_depth) or "unexpected EOF") from None
     if isinstance(value, Number) and text[end : end + 1] in (".", "e", "E"):
-        raise GoDecodeError(syntax_error(body, max_depth) or "unexpected EOF")  # Go reads on: "1.x"
+        problem = syntax_error(body, max_depth)  # Go may read on where Python stopped: "1.x"
+        if problem:
+            raise GoDecodeError(problem)
     if _nesting_exceeds(text[start:end], max_depth):
         raise GoDecodeError(syntax_error(body, max_depth) or "exceeded max depth")
     if _SURROGATE_ESCAPE.search(text, start, end):
