@@ -82,11 +82,13 @@ def format_address(host: str, port: int) -> str:
 
 
 def literal_ip(host: str) -> str | None:
-    """``host`` as an IP address if it is one (zone kept), else None."""
+    """``host`` as an IP address if it is one (zone kept, ``::ffff:a.b.c.d`` as IPv4), else None."""
     try:
-        return str(ipaddress.ip_address(host))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
 
 
 async def resolve(address: str) -> tuple[str, int]:

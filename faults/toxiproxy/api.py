@@ -138,7 +138,7 @@ class Api:
         proxies = self.collection.proxies
         parts = [b"{"]
         for name in sorted(proxies):
-            parts += [b"," if len(parts) > 1 else b"", gojson.dumps(name), b":", proxies[name].encoded()]
+            parts += [b"," if len(parts) > 1 else b"", proxies[name].encoded_entry()]
         parts.append(b"}")
         return Response(200, parts, {"Content-Type": JSON})
 

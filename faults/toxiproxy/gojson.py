@@ -72,7 +72,12 @@ _ESCAPES = {
 }
 
 
+_NEEDS_ESCAPE = re.compile('["\\\\<>&\u2028\u2029\x00-\x1f\ud800-\udfff]')
+
+
 def _encode_str(text: str) -> str:
+    if not _NEEDS_ESCAPE.search(text):
+        return f'"{text}"'
     out = ['"']
     for ch in text:
         esc = _ESCAPES.get(ch)

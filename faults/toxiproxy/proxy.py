@@ -35,6 +35,7 @@ class Proxy:
         self._server: asyncio.AbstractServer | None = None
         self._accepted = 0
         self._json: bytes | None = None
+        self._entry: bytes | None = None
         self.closed_totals: dict[Direction, list[int]] = {d: [0, 0] for d in Direction}
 
     # -- listener -------------------------------------------------------------
@@ -133,7 +134,15 @@ class Proxy:
         """``to_json`` as Go marshals it, kept until the proxy changes (listing many proxies stays cheap)."""
         if self._json is None:
             self._json = gojson.dumps(self.to_json())
+            self._entry = None
         return self._json
+
+    def encoded_entry(self) -> bytes:
+        """``"name":{…}``, this proxy's member of the ``GET /proxies`` object."""
+        json = self.encoded()
+        if self._entry is None:
+            self._entry = gojson.dumps(self.name) + b":" + json
+        return self._entry
 
     def byte_counts(self) -> dict[Direction, tuple[int, int]]:
         """Received and sent bytes per direction, live connections included."""
