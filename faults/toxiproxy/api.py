@@ -169,7 +169,7 @@ class Api:
         return proxy_response(200, await self.collection.update(proxy, update))
 
     async def proxy_delete(self, request: Request, proxy: str) -> Response:
-        self.collection.remove(proxy)
+        await self.collection.remove(proxy)
         return Response(204)
 
     async def reset(self, request: Request) -> Response:

@@ -162,10 +162,12 @@ class ProxyCollection:
         except ListenError as exc:
             raise _server_error(exc) from None
 
-    def remove(self, name: str) -> None:
-        proxy = self.get(name)
-        del self.proxies[name]
-        proxy.stop()
+    async def remove(self, name: str) -> None:
+        """Delete a proxy (after any operation under way, so none revives it)."""
+        async with self.lock:
+            proxy = self.get(name)
+            del self.proxies[name]
+            proxy.stop()
 
     async def populate(self, items: list[ProxyInput]) -> list[Proxy]:
         """Create or replace ``items`` in order (already validated).

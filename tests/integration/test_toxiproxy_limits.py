@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 import pytest
 
 from faults.toxiproxy.http import Limits
+from faults.toxiproxy.model import ProxyInput, ProxyUpdate
 from faults.toxiproxy.server import ToxiproxyServer
 
 pytestmark = pytest.mark.slow
@@ -135,5 +136,20 @@ def test_a_client_that_does_not_read_its_answers_is_dropped() -> None:
         await connections_settle(server, 0)  # dropped after the write timeout
         assert await version_answers(server)
         greedy_writer.close()
+
+    serve(scenario)
+
+
+def test_a_delete_during_an_update_leaves_no_listener_behind() -> None:
+    """Found by the fuzz suite: a DELETE while a PATCH awaited a name lookup left the PATCH's new listener open."""
+
+    async def scenario(server: ToxiproxyServer) -> None:
+        collection = server.collection
+        proxy = await collection.add(ProxyInput("p", "127.0.0.1:0", "x:1"))
+        update = asyncio.create_task(collection.update("p", ProxyUpdate("localhost:0", "x:1", True)))
+        await asyncio.sleep(0)  # the update runs up to its name lookup
+        await collection.remove("p")
+        await update
+        assert collection.proxies == {} and not proxy.enabled and proxy.connections == set()
 
     serve(scenario)
