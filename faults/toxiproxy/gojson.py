@@ -263,6 +263,7 @@ _STRING_RUN = re.compile(rb'[^"\\\x00-\x1f]*')
 _DIGITS = re.compile(rb"[0-9]*")
 _SPACES = re.compile(rb"[ \t\r\n]*")
 _LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
+_AFTER_VALUE = {0x7B: (0x7D, "key", "after object key:value pair"), 0x5B: (0x5D, "value", "after array element")}
 _GO_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x5C: "\\\\"}
 
 
@@ -352,21 +353,14 @@ def _scan(data: bytes, max_depth: int) -> None:
             i += 1
             want = "value"
             continue
-        elif stack[-1] == 0x7B:  # after a member's value
+        else:  # after a member's value or an array element
+            close, after_comma, context = _AFTER_VALUE[stack[-1]]
             if c == 0x2C:
-                want = "key"
-            elif c == 0x7D:
+                want = after_comma
+            elif c == close:
                 stack.pop()
             else:
-                raise _invalid(c, "after object key:value pair")
-            i += 1
-        else:  # after an array element
-            if c == 0x2C:
-                want = "value"
-            elif c == 0x5D:
-                stack.pop()
-            else:
-                raise _invalid(c, "after array element")
+                raise _invalid(c, context)
             i += 1
         if want == "end" and not stack:
             return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-from typing import Iterator
 
 import httpx
 import pytest
@@ -15,9 +14,12 @@ from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     ServerProcess,
     TcpServer,
     api,
+    assert_error,
     connect,
     echo,
+    error,
     free_port,
+    http,
     recv_exactly,
     toxiproxy,
 )
@@ -28,27 +30,11 @@ TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
 
-@pytest.fixture()
-def http(toxiproxy: ServerProcess, api: ToxiproxyClient) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=toxiproxy.url, timeout=5.0) as client:
-        yield client
-
-
-def error(message: str, status: int) -> bytes:
-    return json.dumps({"error": message, "status": status}, separators=(",", ":")).encode() + b"\n"
-
-
 def proxy_bytes(name: str, listen: str, upstream: str, enabled: bool = True, toxics: str = "[]") -> bytes:
     return (
         f'{{"name":"{name}","listen":"{listen}","upstream":"{upstream}",'
         f'"enabled":{str(enabled).lower()},"Logger":{{}},"toxics":{toxics}}}'
     ).encode()
-
-
-def assert_error(response: httpx.Response, status: int, message: str) -> None:
-    assert response.status_code == status
-    assert response.headers["content-type"] == TEXT
-    assert response.content == error(message, status)
 
 
 def listening(port: int) -> bool:

@@ -7,13 +7,11 @@ number ranges, misspelt attributes, HTTP framing, missing Host.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import httpx
 import pytest
@@ -22,11 +20,12 @@ from faults.toxiproxy.client import ToxiproxyClient
 from faults.toxiproxy.model import MAX_NAME
 from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     ServerProcess,
-    TcpServer,
     api,
+    assert_error,
     connect,
-    echo,
+    error,
     free_port,
+    http,
     recv_until_eof,
     start_server,
     toxiproxy,
@@ -35,20 +34,6 @@ from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.slow
 
 GO_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
-
-
-@pytest.fixture()
-def http(toxiproxy: ServerProcess, api: ToxiproxyClient) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=toxiproxy.url, timeout=5.0) as client:
-        yield client
-
-
-def error(message: str, status: int) -> bytes:
-    return json.dumps({"error": message, "status": status}, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-
-
-def assert_error(response: httpx.Response, status: int, message: str) -> None:
-    assert (response.status_code, response.content) == (status, error(message, status))
 
 
 def exchange(server: ServerProcess, data: bytes) -> bytes:
