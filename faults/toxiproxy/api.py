@@ -215,4 +215,5 @@ class Api:
         return Response(200, body, {"Content-Type": "application/json;charset=utf-8"})
 
     async def metrics(self, request: Request) -> Response:
-        return Response(200, metrics.render(self.collection.proxies.values()), {"Content-Type": metrics.CONTENT_TYPE})
+        body = await metrics.render(list(self.collection.proxies.values()))
+        return Response(200, body, {"Content-Type": metrics.CONTENT_TYPE})

@@ -85,25 +85,18 @@ class ProxyCollection:
             raise ApiError(*PROXY_EXISTS)
         if len(self.proxies) >= MAX_PROXIES:
             raise ApiError(f"too many proxies: at most {MAX_PROXIES}", 400)
+        try:  # a disabled proxy's address is checked too (the original takes anything)
+            address = await resolved(item.listen)
+        except AddressError as exc:
+            raise _server_error(ListenError(f"listen tcp: {exc}")) from None
+        self.check_upstream(item.upstream, address, item.name)
+        self._check_listen(address, item.name)
         proxy = Proxy(item.name, item.listen, item.upstream, self.seed, self.dialled)
-        if not item.enabled:  # not bound, but its address must resolve (the original takes anything)
+        if item.enabled:
             try:
-                address = await resolved(item.listen)
-            except AddressError as exc:
-                raise _server_error(ListenError(f"listen tcp: {exc}")) from None
-            self.check_upstream(item.upstream, address, item.name)
-            self._check_listen(address, item.name)
-        else:
-            try:
-                sock, bound = await proxy.bind()
+                sock, bound = await open_listener(address)
             except ListenError as exc:
                 raise _server_error(exc) from None
-            try:
-                self.check_upstream(item.upstream, bound, item.name)
-                self._check_listen(bound, item.name)
-            except ApiError:
-                sock.close()
-                raise
             await proxy.serve(sock, bound)
         for spec in item.toxics or []:
             proxy.add_toxic(spec)

@@ -27,6 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import splice
+from .address import literal_ip
 from .model import Direction, ToxicSpec
 from .toxics import Chunk, Toxic
 from .toxics.noop import NoopToxic
@@ -457,7 +458,13 @@ class Connection:
     async def _dial_upstream(self, host: str, port: int) -> None:
         """Connect to the upstream, its local port registered before the peer can see it."""
         last: OSError = OSError(f"cannot resolve {host}")
-        for family, kind, proto, _, address in await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        ip = literal_ip(host)
+        if ip is not None:  # no lookup thread for an address
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            infos = [(family, socket.SOCK_STREAM, 0, "", (ip, port))]
+        else:
+            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        for family, kind, proto, _, address in infos:
             sock = socket.socket(family, kind, proto)
             sock.setblocking(False)
             try:
