@@ -53,6 +53,13 @@ def proxy_response(status: int, proxy: Proxy) -> Response:
     return Response(status, proxy.encoded(), {"Content-Type": JSON})
 
 
+def populate_response(status: int, proxies: list[Proxy], error: ApiError | None = None) -> Response:
+    """``{"error":…,"status":…,"proxies":[…]}`` (error members only on failure), from cached proxy JSON."""
+    head = gojson.dumps({"error": error.message, "status": error.status})[:-1] + b"," if error else b"{"
+    listed = [b"null"] if not proxies else [b"[", b",".join(p.encoded() for p in proxies), b"]"]
+    return Response(status, [head, b'"proxies":', *listed, b"}"], {"Content-Type": JSON})
+
+
 def api_error(exc: ApiError) -> Response:
     return text_error(exc.status, error_body(exc.message, exc.status).decode().rstrip("\n"))
 
@@ -123,13 +130,13 @@ class Api:
             log.exception("%s %s failed", request.method, request.path)
             return api_error(ApiError(str(exc), 500))
 
-    async def decode(self, request: Request) -> Any:
-        """The request's JSON body (ApiError 400 with Go's words); large ones off the event loop."""
+    async def decode(self, request: Request, parse: Callable[[Any], Any] = lambda value: value) -> Any:
+        """``parse`` of the request's JSON body (ApiError 400 in Go's words); large ones off the event loop."""
         if request.body_error is not None:
             raise bad_body(request.body_error)
         if len(request.body) <= INLINE_DECODE:
-            return decode(request.body)
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, decode, request.body)
+            return parse(decode(request.body))
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, lambda: parse(decode(request.body)))
 
     # -- proxies --------------------------------------------------------------
 
@@ -149,16 +156,13 @@ class Api:
 
     async def populate(self, request: Request) -> Response:
         try:
-            items = parse_populate(await self.decode(request))
+            items = await self.decode(request, parse_populate)
             proxies = await self.collection.populate(items)
         except ApiError as exc:
-            body = {"error": exc.message, "status": exc.status, "proxies": None}
-            return json_response(exc.status, body)
+            return populate_response(exc.status, [], exc)
         except PopulateError as exc:
-            created = [p.to_json() for p in exc.created] or None
-            body = {"error": exc.error.message, "status": exc.error.status, "proxies": created}
-            return json_response(exc.error.status, body)
-        return json_response(201, {"proxies": [p.to_json() for p in proxies] or None})
+            return populate_response(exc.error.status, exc.created, exc.error)
+        return populate_response(201, proxies)
 
     async def proxy_show(self, request: Request, proxy: str) -> Response:
         return proxy_response(200, self.collection.get(proxy))

@@ -175,6 +175,7 @@ class ProxyCollection:
                 raise PopulateError(ApiError(f"too many proxies: at most {MAX_PROXIES}", 400), [])
             done: list[Proxy] = []
             for item in items:
+                await asyncio.sleep(0)  # a thousand items must not hold the event loop
                 existing = self.proxies.get(item.name)
                 if existing is not None:
                     if await self._same(existing, item):
@@ -213,6 +214,7 @@ class ProxyCollection:
             try:
                 for proxy in [p for p in self.proxies.values() if not p.enabled]:
                     bound.append((proxy, *await proxy.bind()))
+                    await asyncio.sleep(0)
             except ListenError as exc:
                 for _, sock, _ in bound:
                     sock.close()
