@@ -12,7 +12,8 @@ alone (the baseline), the next with ``--slow`` clients that each send a request
 head one byte per second and never finish it (reconnecting when cut). The
 latency of every request is measured from send to the last byte of the answer;
 p50/p99 are printed for both phases side by side, with their ratio. Exit 1 if
-the p99 under attack reaches 100 ms.
+the p99 under attack reaches 100 ms. The server's CPU time per request is
+printed too: unlike latency, it does not depend on what else the machine runs.
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ async def phase(port: int, clients: int, requests: int, seed: int) -> tuple[list
     return latencies, len(latencies) / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the server process has used (independent of what else the machine runs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_sockets(pid: int) -> int:
     """Sockets the server process holds (its listeners plus one per connection)."""
     return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd).startswith("socket:"))
@@ -151,7 +158,9 @@ def main() -> None:
         populate(url)
         port = int(url.rsplit(":", 1)[1])
         with asyncio.Runner(loop_factory=loop_factory) as runner:
+            cpu = cpu_seconds(process.pid)
             base, base_rate = runner.run(phase(port, args.clients, args.requests, 1))
+            base_cpu = cpu_seconds(process.pid) - cpu
             attacker = multiprocessing.Process(target=run_attackers, args=(port, args.slow), daemon=True)
             attacker.start()
             deadline = time.monotonic() + 30
@@ -159,21 +168,23 @@ def main() -> None:
                 time.sleep(0.1)  # wait until the server holds every slow connection
             held = server_sockets(process.pid)
             try:
+                cpu = cpu_seconds(process.pid)
                 attack, attack_rate = runner.run(phase(port, args.clients, args.requests, 1))
+                attack_cpu = cpu_seconds(process.pid) - cpu
             finally:
                 attacker.terminate()
                 attacker.join(10)
     finally:
         process.terminate()
         process.wait(10)
-    rows = [("baseline", base, base_rate), (f"+{args.slow} slowloris", attack, attack_rate)]
+    rows = [("baseline", base, base_rate, base_cpu), (f"+{args.slow} slowloris", attack, attack_rate, attack_cpu)]
     print(f"fault proxy API, {args.clients} clients x {args.requests} requests (+ toxic add/remove), think 0.2-0.6 s")
     print(f"sockets held by the server when the attacked phase started: {held} (slow clients: {args.slow})")
-    print(f"{'phase':<16}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-    for name, values, rate in rows:
+    print(f"{'phase':<16}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'server CPU µs/req':>19}")
+    for name, values, rate, cpu in rows:
         print(
             f"{name:<16}{len(values):>9}{rate:>8.0f}{percentile(values, 50):>9.2f}"
-            f"{percentile(values, 99):>9.2f}{max(values) * 1000:>9.1f}"
+            f"{percentile(values, 99):>9.2f}{max(values) * 1000:>9.1f}{cpu / len(values) * 1e6:>19.0f}"
         )
     p99 = percentile(attack, 99)
     print(f"p99 with slowloris / baseline: {p99 / percentile(base, 99):.2f}x; limit {P99_LIMIT_MS:.0f} ms")
