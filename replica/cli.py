@@ -378,7 +378,7 @@ def status() -> None:
 @proxy_app.command("serve")
 def proxy_serve(
     host: str = typer.Option("127.0.0.1", help="API address"),
-    port: int = typer.Option(8474, help="API port"),
+    port: int = typer.Option(8474, min=0, max=65535, help="API port (0: any free one, printed when listening)"),
     config: Optional[Path] = typer.Option(None, help="JSON file of proxies (and toxics) to create at start"),
     seed: Optional[int] = typer.Option(None, help="random seed: makes jitter and toxicity reproducible"),
 ) -> None:

@@ -27,6 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import splice
+from .address import literal_ip
 from .model import Direction, ToxicSpec
 from .toxics import Chunk, Toxic
 from .toxics.noop import NoopToxic
@@ -430,6 +431,7 @@ class Connection:
         self.relay: splice.SpliceRelay | None = None
         self._close_mode: tuple[bool, bool] | None = None  # close requested while splicing
         self._dial: asyncio.Task[None] | None = None
+        self.local_port: tuple[int, int] | None = None  # (family, port) of the dialled upstream socket
 
     def _rng(self, direction: Direction) -> random.Random:
         if self.rng_seed is None:
@@ -437,17 +439,61 @@ class Connection:
         return random.Random(f"{self.rng_seed}/{direction.value}")
 
     def accepted(self) -> None:
-        """Called from the client side's ``connection_made``: dial the upstream."""
+        """Called from the client side's ``connection_made``: dial the upstream.
+
+        A client whose address is the local end of an upstream connection this
+        server dialled is the server talking to itself (an upstream that names,
+        through any host name, one of its own listeners): it is closed at once,
+        so a loop ends at its first turn instead of multiplying connections.
+        """
+        peer = self.client.transport.get_extra_info("peername") if self.client.transport else None
+        sock = self.client.transport.get_extra_info("socket") if self.client.transport else None
+        if peer and sock is not None and (sock.family, peer[1]) in self.proxy.dialled:
+            log.warning("proxy %s: upstream %s loops back to this server; connection refused", self.proxy.name, self.proxy.upstream)
+            self.close(abort=True)
+            return
         self.client.set_reading(False)
         self._dial = self.loop.create_task(self._connect())
+
+    async def _dial_upstream(self, host: str, port: int) -> None:
+        """Connect to the upstream, its local port registered before the peer can see it."""
+        last: OSError = OSError(f"cannot resolve {host}")
+        ip = literal_ip(host)
+        if ip is not None:  # no lookup thread for an address
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            infos = [(family, socket.SOCK_STREAM, 0, "", (ip, port))]
+        else:
+            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+                self.local_port = (family, sock.getsockname()[1])
+                self.proxy.dialled.add(self.local_port)
+                await self.loop.sock_connect(sock, address)
+                await self.loop.create_connection(lambda: self.upstream, sock=sock)
+                return
+            except OSError as exc:
+                self._forget_local_port()
+                sock.close()
+                last = exc
+            except BaseException:
+                self._forget_local_port()
+                sock.close()
+                raise
+        raise last
+
+    def _forget_local_port(self) -> None:
+        if self.local_port is not None:
+            self.proxy.dialled.discard(self.local_port)
+            self.local_port = None
 
     async def _connect(self) -> None:
         host, _, port = self.proxy.upstream.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: self.upstream, host, int(port)), timeout=10.0
-            )
+            await asyncio.wait_for(self._dial_upstream(host, int(port)), timeout=10.0)
         except (OSError, ValueError, TimeoutError):
             self.close()
             return
@@ -567,6 +613,7 @@ class Connection:
     def _finish_close(self, *, abort: bool, rst: bool) -> None:
         self.client.close(abort=abort, rst=rst)
         self.upstream.close(abort=abort, rst=rst)
+        self._forget_local_port()
         self.proxy.connection_closed(self)
 
     def reset(self) -> None:

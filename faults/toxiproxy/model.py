@@ -3,8 +3,9 @@
 Nothing here touches a socket. Every function takes decoded request data and
 either returns plain values or raises :class:`ApiError` with the status and the
 message the Go server uses, checked in the same order. Our own, stricter checks
-(attribute ranges, toxicity in [0, 1]) come last, so a request the original
-rejects is rejected here with the same words.
+(names, sizes, unknown attributes, attribute ranges, toxicity in [0, 1]) come
+after the original's, so a request the original rejects is rejected here with
+the same words.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from . import gojson
-from .gojson import Float32, GoDecodeError
+from .gojson import Float32, GoDecodeError, Number
 from .toxics import REGISTRY, Toxic
 
 VERSION = "2.12.0"
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# Limits the original does not have (each answered 400): they bound what one
+# client can make the server hold and serialise.
+MAX_NAME = 200  # characters of a proxy or toxic name
+MAX_ADDRESS = 300  # characters of a listen or upstream address
+MAX_PROXIES = 1000
+MAX_TOXICS = 32  # per proxy
 
 
 class Direction(str, enum.Enum):
@@ -93,12 +100,33 @@ def struct_fields(obj: Any, names: Iterable[str], go_type: str) -> dict[str, Any
 
 
 def _expect(value: Any, kind: type, where: str, go_type: str) -> Any:
-    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise _type_error(value, where, go_type)
     return value
+
+
+def _float32(value: Any, where: str) -> float:
+    """A float32 field as Go decodes it: a number in float32 range."""
+    number = Number.of(value)
+    if number is None:
+        raise _type_error(value, where, "float32")
+    result = number.as_float32()
+    if result is None:
+        raise bad_body(f"json: cannot unmarshal number {number.text} into {where} of type float32")
+    return result
+
+
+def check_name(name: str, what: str) -> None:
+    """Names are short, printable and free of ``/`` so every one can be addressed in a URL."""
+    if len(name) > MAX_NAME:
+        raise ApiError(f"{what} name too long: at most {MAX_NAME} characters", 400)
+    if not name.isprintable() or "/" in name:
+        raise ApiError(f"{what} name must be printable and must not contain '/'", 400)
+
+
+def _check_address(value: str, field: str) -> None:
+    if len(value) > MAX_ADDRESS:
+        raise ApiError(f"{field} too long: at most {MAX_ADDRESS} characters", 400)
 
 
 # ----------------------------------------------------------------------- toxics
@@ -141,23 +169,30 @@ def _wrapper_field(name: str) -> str:
 
 
 def _parse_attributes(kind: type[Toxic], raw: Any, base: Mapping[str, int]) -> dict[str, int]:
-    """Merge ``raw`` attributes into ``base`` with Go's int typing, in field order."""
+    """Merge ``raw`` attributes into ``base`` with Go's int typing; unknown names are refused."""
     go_struct = f"toxics.{kind.go_struct}"
     values = dict(base)
     if raw is None:
         return values
     if not isinstance(raw, dict):
         raise _type_error(raw, "Go struct field .attributes", go_struct)
+    known = {a.name.lower() for a in kind.attributes}
+    for key in raw:
+        if key.lower() not in known:  # the original ignores it: a misspelt attribute would do nothing
+            raise bad_body(f"json: unknown field {gojson.dumps(key).decode()}")
     fields = struct_fields(raw, [a.name for a in kind.attributes], go_struct)
     for attr in kind.attributes:
         if attr.name not in fields:
             continue
         value = fields[attr.name]
-        go_type = attr.go_type
         where = f"Go struct field {kind.go_struct}.attributes.{attr.name}"
-        if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
-            raise _type_error(value, where, go_type)
-        values[attr.name] = value
+        number = Number.of(value)
+        if number is None:
+            raise _type_error(value, where, attr.go_type)
+        integer = number.as_int64()
+        if integer is None:
+            raise bad_body(f"json: cannot unmarshal number {number.text} into {where} of type {attr.go_type}")
+        values[attr.name] = integer
     return values
 
 
@@ -167,6 +202,8 @@ def _check_ranges(kind: type[Toxic], attrs: Mapping[str, int], toxicity: float) 
     for attr in kind.attributes:
         if attr.minimum is not None and attrs[attr.name] < attr.minimum:
             raise ApiError(f"invalid attribute {attr.name}: must be at least {attr.minimum}", 400)
+        if attrs[attr.name] > attr.maximum:
+            raise ApiError(f"invalid attribute {attr.name}: must be at most {attr.maximum}", 400)
     problem = kind.check(attrs)
     if problem:
         raise ApiError(problem, 400)
@@ -178,8 +215,7 @@ def parse_toxic_create(obj: Any, taken: Iterable[str]) -> ToxicSpec:
     for key in ("name", "type", "stream"):
         if key in fields:
             _expect(fields[key], str, _wrapper_field(key), "string")
-    if "toxicity" in fields:
-        _expect(fields["toxicity"], float, _wrapper_field("toxicity"), "float32")
+    toxicity = _float32(fields["toxicity"], _wrapper_field("toxicity")) if "toxicity" in fields else 1.0
     stream = fields.get("stream", "downstream")
     if stream.lower() not in ("upstream", "downstream"):
         raise ApiError(*INVALID_STREAM)
@@ -188,10 +224,13 @@ def parse_toxic_create(obj: Any, taken: Iterable[str]) -> ToxicSpec:
     kind = REGISTRY.get(type_name)
     if kind is None:
         raise ApiError(*INVALID_TYPE)
-    if name in set(taken):
+    taken = set(taken)
+    if name in taken:
         raise ApiError(*TOXIC_EXISTS)
+    check_name(name, "toxic")
+    if len(taken) >= MAX_TOXICS:
+        raise ApiError(f"too many toxics: at most {MAX_TOXICS} per proxy", 400)
     attrs = _parse_attributes(kind, fields.get("attributes"), {a.name: 0 for a in kind.attributes})
-    toxicity = gojson.to_float32(float(fields.get("toxicity", 1.0)))
     _check_ranges(kind, attrs, toxicity)
     return ToxicSpec(name, type_name, stream, toxicity, attrs)
 
@@ -199,10 +238,8 @@ def parse_toxic_create(obj: Any, taken: Iterable[str]) -> ToxicSpec:
 def parse_toxic_update(obj: Any, current: ToxicSpec) -> ToxicSpec:
     """Validate a ``POST/PATCH /proxies/{p}/toxics/{t}`` body: attributes merge, toxicity kept if absent."""
     fields = struct_fields(obj, ["attributes", "toxicity"], "struct")
-    if "toxicity" in fields:
-        _expect(fields["toxicity"], float, "Go struct field .toxicity", "float32")
+    toxicity = _float32(fields["toxicity"], "Go struct field .toxicity") if "toxicity" in fields else current.toxicity
     attrs = _parse_attributes(current.kind, fields.get("attributes"), current.attributes)
-    toxicity = gojson.to_float32(float(fields.get("toxicity", current.toxicity)))
     _check_ranges(current.kind, attrs, toxicity)
     return ToxicSpec(current.name, current.type, current.stream, toxicity, attrs)
 
@@ -231,6 +268,9 @@ def _proxy_fields(obj: Any, go_type: str) -> dict[str, Any]:
             _expect(fields[key], str, f"Go struct field Proxy.{key}", "string")
     if "enabled" in fields:
         _expect(fields["enabled"], bool, "Go struct field Proxy.enabled", "bool")
+    for key in ("listen", "upstream"):
+        if key in fields:
+            _check_address(fields[key], key)
     return fields
 
 
@@ -241,6 +281,7 @@ def parse_proxy_create(obj: Any) -> ProxyInput:
         raise missing_field("name")
     if not fields.get("upstream"):
         raise missing_field("upstream")
+    check_name(fields["name"], "proxy")
     return ProxyInput(fields["name"], fields.get("listen", ""), fields["upstream"], fields.get("enabled", True))
 
 
@@ -270,6 +311,8 @@ def parse_populate(obj: Any) -> list[ProxyInput]:
         return []
     if not isinstance(obj, list):
         raise _type_error(obj, "Go value", _POPULATE_TYPE)
+    if len(obj) > MAX_PROXIES:
+        raise ApiError(f"too many proxies: at most {MAX_PROXIES}", 400)
     items: list[ProxyInput] = []
     for index, raw in enumerate(obj, start=1):
         fields = _proxy_fields(raw, "toxiproxy.Proxy")
@@ -277,6 +320,10 @@ def parse_populate(obj: Any) -> list[ProxyInput]:
             raise missing_field(f"name at proxy {index}")
         if not fields.get("upstream"):
             raise missing_field(f"upstream at proxy {index}")
+        try:
+            check_name(fields["name"], "proxy")
+        except ApiError as exc:
+            raise exc.with_suffix(f" at proxy {index}") from None
         toxics: list[ToxicSpec] | None = None
         raw_toxics = raw.get("toxics") if isinstance(raw, dict) else None
         if raw_toxics is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
-from .address import bind_listener
+from . import gojson
+from .address import open_listener
 from .link import ClientProtocol, Connection
 from .model import Direction, ToxicSpec, ordered_toxics, proxy_json
 
@@ -15,36 +17,48 @@ class Proxy:
 
     ``start``/``stop`` bind and close the listener; ``stop`` also closes every
     open connection (``enabled: false``). Toxic changes apply at once to open
-    connections and never wait on them.
+    connections and never wait on them. ``dialled`` is shared by the proxies of
+    one server: the local ports of their upstream connections (loop detection).
     """
 
-    def __init__(self, name: str, listen: str, upstream: str, seed: int | None = None) -> None:
+    def __init__(
+        self, name: str, listen: str, upstream: str, seed: int | None = None, dialled: set[tuple[int, int]] | None = None
+    ) -> None:
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.enabled = False
         self.seed = seed
+        self.dialled = dialled if dialled is not None else set()
         self.toxics: list[ToxicSpec] = []
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._accepted = 0
+        self._json: bytes | None = None
+        self._entry: bytes | None = None
         self.closed_totals: dict[Direction, list[int]] = {d: [0, 0] for d in Direction}
 
     # -- listener -------------------------------------------------------------
 
+    async def bind(self) -> tuple[socket.socket, str]:
+        """A listening socket for ``listen`` and its bound address (``ListenError``); nothing changes yet."""
+        return await open_listener(self.listen)
+
     async def start(self) -> None:
         """Bind and accept (raises ``ListenError``, leaving the proxy disabled)."""
-        if self.enabled:
-            return
-        sock, bound = bind_listener(self.listen)
-        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            await self.serve(*await self.bind())
+
+    async def serve(self, sock: socket.socket, bound: str) -> None:
+        """Accept on a socket from :meth:`bind` (the proxy takes it over)."""
         try:
-            self._server = await loop.create_server(self._new_client, sock=sock)
+            self._server = await asyncio.get_running_loop().create_server(self._new_client, sock=sock)
         except BaseException:
             sock.close()
             raise
         self.listen = bound
         self.enabled = True
+        self._json = None
 
     def stop(self) -> None:
         """Close the listener and every open connection."""
@@ -52,8 +66,15 @@ class Proxy:
             self._server.close()
             self._server = None
         self.enabled = False
+        self._json = None
         for conn in list(self.connections):
             conn.close(abort=True)
+
+    def retarget(self, listen: str, upstream: str) -> None:
+        """New addresses (the proxy must be stopped)."""
+        self.listen = listen
+        self.upstream = upstream
+        self._json = None
 
     def _new_client(self) -> ClientProtocol:
         self._accepted += 1
@@ -80,11 +101,13 @@ class Proxy:
 
     def add_toxic(self, spec: ToxicSpec) -> None:
         self.toxics.append(spec)
+        self._json = None
         for conn in list(self.connections):
             conn.add_toxic(spec)
 
     def update_toxic(self, spec: ToxicSpec) -> None:
         self.toxics = [spec if t.name == spec.name else t for t in self.toxics]
+        self._json = None
         for conn in list(self.connections):
             conn.update_toxic(spec)
 
@@ -93,6 +116,7 @@ class Proxy:
         if spec is None:
             return None
         self.toxics.remove(spec)
+        self._json = None
         for conn in list(self.connections):
             conn.remove_toxic(spec)
         return spec
@@ -105,6 +129,20 @@ class Proxy:
 
     def to_json(self) -> dict[str, Any]:
         return proxy_json(self.name, self.listen, self.upstream, self.enabled, self.toxic_specs())
+
+    def encoded(self) -> bytes:
+        """``to_json`` as Go marshals it, kept until the proxy changes (listing many proxies stays cheap)."""
+        if self._json is None:
+            self._json = gojson.dumps(self.to_json())
+            self._entry = None
+        return self._json
+
+    def encoded_entry(self) -> bytes:
+        """``"name":{…}``, this proxy's member of the ``GET /proxies`` object."""
+        json = self.encoded()
+        if self._entry is None:
+            self._entry = gojson.dumps(self.name) + b":" + json
+        return self._entry
 
     def byte_counts(self) -> dict[Direction, tuple[int, int]]:
         """Received and sent bytes per direction, live connections included."""

@@ -15,26 +15,33 @@ Blocking use: :func:`run` (what ``python -m faults.toxiproxy`` and
 http://HOST:PORT`` once listening and exits 0 on SIGTERM/SIGINT; it raises
 ``SystemExit(2)`` for an unreadable or invalid config and ``SystemExit(3)``
 when the API port (or a proxy's listen address from the config) cannot be
-bound, after a message on stderr.
+bound, after a message on stderr. A stop signal ends the process within a
+second, whatever is still running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
-from pathlib import Path
+import threading
 from types import TracebackType
 
 from . import splice
+from .address import format_address, host_problem
 from .api import Api
 from .collection import PopulateError, ProxyCollection
-from .http import serve_connection
+from .http import HttpServer, Limits
 from .model import ApiError, ProxyInput, decode, parse_populate
 
-__all__ = ["ConfigError", "ProxyBindError", "ToxiproxyServer", "load_config", "run"]
+__all__ = ["ConfigError", "Limits", "ProxyBindError", "ToxiproxyServer", "load_config", "run"]
+
+MAX_CONFIG = 16 << 20  # bytes of a config file
+STOP_TIMEOUT = 0.3  # seconds for connections and relays to wind down on stop
+EXIT_DEADLINE = 0.9  # after SIGTERM/SIGINT the process is gone by then, whatever is still running
 
 
 class ConfigError(Exception):
@@ -44,9 +51,12 @@ class ConfigError(Exception):
 def load_config(path: str) -> list[ProxyInput]:
     """Read and validate a config file (the ``/populate`` JSON array, toxics allowed)."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG >> 20} MiB")
     try:
         return parse_populate(decode(data))
     except ApiError as exc:
@@ -67,6 +77,7 @@ class ToxiproxyServer:
         *,
         config: str | None = None,
         seed: int | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -74,8 +85,8 @@ class ToxiproxyServer:
         self.seed = seed
         self.collection = ProxyCollection(seed)
         self.api = Api(self.collection)
+        self.http = HttpServer(self.api, limits)
         self._server: asyncio.AbstractServer | None = None
-        self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
@@ -83,45 +94,37 @@ class ToxiproxyServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        """Load the config (``ConfigError``), populate it, then listen (``OSError``)."""
+        """Validate the config (``ConfigError``), listen (``OSError``), then create the config's proxies."""
         items = load_config(self.config) if self.config else []
-        if items:
-            try:
-                await self.collection.populate(items)
-            except PopulateError as exc:
-                self.collection.close()
-                if exc.error.status >= 500:  # a listen address of the config cannot be bound
-                    raise ProxyBindError(f"cannot start a proxy of {self.config}: {exc.error.message}") from None
-                raise ConfigError(f"invalid config file {self.config}: {exc.error.message}") from None
-        try:
-            self._server = await asyncio.start_server(
-                self._serve, self.host, self.port, reuse_address=True, family=socket.AF_UNSPEC
-            )
-        except BaseException:
-            self.collection.close()
-            raise
+        self._server = await asyncio.start_server(
+            self.http,
+            self.host,
+            self.port,
+            reuse_address=True,
+            family=socket.AF_UNSPEC,
+            limit=self.http.limits.max_header,
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients[task] = writer
+        self.collection.api_addresses = [format_address(*s.getsockname()[:2]) for s in self._server.sockets]
         try:
-            await serve_connection(reader, writer, self.api)
-        finally:
-            self._clients.pop(task, None)
+            await self.collection.populate(items)
+        except PopulateError as exc:
+            await self.stop()
+            if exc.error.status >= 500:  # a listen address of the config cannot be bound
+                raise ProxyBindError(f"cannot start a proxy of {self.config}: {exc.error.message}") from None
+            raise ConfigError(f"invalid config file {self.config}: {exc.error.message}") from None
 
     async def stop(self) -> None:
+        """Close the API listener, every connection and every proxy (bounded in time)."""
         if self._server is not None:
             self._server.close()
             self._server = None
-        for writer in list(self._clients.values()):
-            writer.close()
-        if self._clients:
-            await asyncio.wait(list(self._clients), timeout=2.0)
+        await self.http.close(timeout=STOP_TIMEOUT)
         self.collection.close()
-        deadline = asyncio.get_running_loop().time() + 2.0
-        while splice.running() and asyncio.get_running_loop().time() < deadline:
+        self.api.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT
+        while splice.running() and loop.time() < deadline:
             await asyncio.sleep(0.01)  # relays hand their sockets back within microseconds
         await asyncio.sleep(0)
 
@@ -135,6 +138,13 @@ class ToxiproxyServer:
         await self.stop()
 
 
+def _exit_by_deadline() -> None:
+    """Make sure the process ends soon after a stop signal, even if a lookup thread hangs."""
+    timer = threading.Timer(EXIT_DEADLINE, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
+
+
 async def _main(host: str, port: int, config: str | None, seed: int | None) -> int:
     server = ToxiproxyServer(host, port, config=config, seed=seed)
     try:
@@ -145,14 +155,20 @@ async def _main(host: str, port: int, config: str | None, seed: int | None) -> i
     except ProxyBindError as exc:
         print(f"toxiproxy: {exc}", file=sys.stderr, flush=True)
         return 3
-    except OSError as exc:
-        print(f"toxiproxy: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+    except (OSError, ValueError) as exc:  # ValueError: a host name idna cannot encode
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"toxiproxy: cannot listen on {host}:{port}: {reason}", file=sys.stderr, flush=True)
         return 3
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        _exit_by_deadline()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     print(f"toxiproxy listening on {server.url}", flush=True)
     try:
         await stop.wait()
@@ -161,10 +177,12 @@ async def _main(host: str, port: int, config: str | None, seed: int | None) -> i
     return 0
 
 
-
-
 def run(host: str, port: int, config: str | None = None, seed: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT (blocking); see the module docstring for exit codes."""
+    problem = host_problem(host) or (None if 0 <= port <= 65535 else f"invalid port {port}: expected 0 to 65535")
+    if problem:
+        print(f"toxiproxy: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.cli_support import run_replica
 from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     REPO,
     TcpServer,
@@ -107,3 +108,48 @@ def test_port_in_use_exits_3(tmp_path: Path) -> None:
         result = run_cli("--port", "0", "--config", str(config))
     assert result.returncode == 3
     assert f"listen tcp 127.0.0.1:{busy_port}: bind: address already in use" in result.stderr
+
+
+def run_both(*args: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
+    """The same options given to ``python -m faults.toxiproxy`` and to ``replica proxy serve``."""
+    return [run_cli(*args), run_replica("proxy", "serve", *args, state_dir=tmp_path / "state", timeout=20)]
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_ports_out_of_range_exit_2(tmp_path: Path, port: str) -> None:
+    """``replica proxy serve --port 99999`` used to listen on 34463."""
+    for result in run_both("--port", port, tmp_path=tmp_path):
+        assert result.returncode == 2, result.stderr
+        assert "port" in result.stderr and "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_an_invalid_host_exits_2(tmp_path: Path) -> None:
+    for host in ("", "a" * 64, "bad host"):
+        for result in run_both("--port", "0", "--host", host, tmp_path=tmp_path):
+            assert result.returncode == 2 and "invalid host" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '[{"name":"a","upstream":"x:1","toxics":[{"type":"noop","toxicity":1e300}]}]',
+            "cannot unmarshal number 1e300 into Go struct field ToxicWrapper.toxicity of type float32 at proxy 1 toxic 1",
+        ),
+        (
+            '[{"name":"a","upstream":"x:1","toxics":[{"type":"latency","attributes":{"latency":' + "9" * 5000 + "}}]}]",
+            "into Go struct field LatencyToxic.attributes.latency of type int64 at proxy 1 toxic 1",
+        ),
+        ("[" * 5000, "invalid character '[' exceeded max depth"),
+        ('[{"name":"a","upstream":"x:1","toxics":[{"type":"latency","attributes":{"latncy":1}}]}]', 'unknown field "latncy"'),
+        ('[{"name":"a/b","upstream":"x:1"}]', "proxy name must be printable and must not contain '/' at proxy 1"),
+        ("NaN", "invalid character 'N' looking for beginning of value"),
+    ],
+)
+def test_config_contents_are_validated_before_starting(tmp_path: Path, content: str, message: str) -> None:
+    """Such a config used to end in a traceback and exit 1."""
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    for result in run_both("--port", "0", "--config", str(config), tmp_path=tmp_path):
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr and result.stdout == ""

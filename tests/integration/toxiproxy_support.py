@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import socket
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+import httpx
 import pytest
 
 from faults.toxiproxy.client import ToxiproxyClient
@@ -100,6 +102,24 @@ def api(toxiproxy: ServerProcess) -> Iterator[ToxiproxyClient]:
     for name in client.proxies():
         client.delete_proxy(name)
     client.close()
+
+
+@pytest.fixture()
+def http(toxiproxy: ServerProcess, api: ToxiproxyClient) -> Iterator[httpx.Client]:
+    """A raw HTTP client on a clean server."""
+    with httpx.Client(base_url=toxiproxy.url, timeout=5.0) as client:
+        yield client
+
+
+def error(message: str, status: int) -> bytes:
+    """The body of an API error, as Go's http.Error sends it."""
+    return json.dumps({"error": message, "status": status}, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def assert_error(response: httpx.Response, status: int, message: str) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.content == error(message, status)
 
 
 class TcpServer:

@@ -8,7 +8,9 @@ import re
 import pytest
 
 from faults.toxiproxy import gojson
-from faults.toxiproxy.address import ListenError, resolve_listen, split_host_port
+import asyncio
+
+from faults.toxiproxy.address import AddressError, resolved, same_endpoint, split_host_port
 from faults.toxiproxy.model import (
     ApiError,
     ToxicSpec,
@@ -65,7 +67,7 @@ def test_decode_errors_are_worded_like_go(body: bytes, message: str) -> None:
 
 
 def test_decode_reads_the_first_value_only() -> None:
-    assert decode(b'{"a":1} trailing') == {"a": 1}
+    assert decode(b'{"a":1} trailing') == {"a": gojson.Number("1")}
 
 
 def test_error_body() -> None:
@@ -130,7 +132,7 @@ def test_proxy_json_key_order() -> None:
 
 
 def test_toxic_defaults() -> None:
-    spec = parse_toxic_create({"type": "latency", "stream": "UpStream", "attributes": {"latency": 5, "x": 1}}, [])
+    spec = parse_toxic_create({"type": "latency", "stream": "UpStream", "attributes": {"latency": 5}}, [])
     assert spec.name == "latency_UpStream" and spec.direction.value == "upstream"
     assert spec.attributes == {"latency": 5, "jitter": 0} and spec.toxicity == 1.0
     assert list(spec.to_json()) == ["attributes", "name", "type", "stream", "toxicity"]
@@ -198,18 +200,58 @@ def test_toxics_are_listed_upstream_first() -> None:
 def test_split_host_port() -> None:
     assert split_host_port("localhost:80") == ("localhost", "80")
     assert split_host_port("[::1]:80") == ("::1", "80")
-    assert split_host_port("") == ("", "0")
     assert split_host_port(":80") == ("", "80")
-    with pytest.raises(ListenError, match="listen tcp: address badaddr: missing port in address"):
-        split_host_port("badaddr")
-    with pytest.raises(ListenError, match="too many colons"):
-        split_host_port("a:b:c")
 
 
-def test_resolve_listen() -> None:
-    assert resolve_listen("localhost:3310") == "127.0.0.1:3310"
-    assert resolve_listen(":3310") == "127.0.0.1:3310"
-    assert resolve_listen("10.0.0.1:1") == "10.0.0.1:1"
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("nonsense", "address nonsense: missing port in address"),
+        ("a:b:c", "address a:b:c: too many colons in address"),
+        ("[::1", "address [::1: missing ']' in address"),
+        ("[::1]", "address [::1]: missing port in address"),
+        ("[::1]x:80", "address [::1]x:80: missing port in address"),
+        ("[::1]:80:1", "address [::1]:80:1: too many colons in address"),
+        ("a[b:80", "address a[b:80: unexpected '[' in address"),
+        ("a]b:80", "address a]b:80: unexpected ']' in address"),
+        ("1.2.3.4:99999", "address 99999: invalid port"),
+        ("1.2.3.4:-1", "address -1: invalid port"),
+        ("1.2.3.4:nosuchservice", "lookup tcp/nosuchservice: unknown port"),
+        ("999.1.1.1:80", "lookup 999.1.1.1: no such host"),
+    ],
+)
+def test_addresses_are_refused_in_go_words(address: str, message: str) -> None:
+    """What Go's net.ResolveTCPAddr answers (the 500 text of PATCH with a bad listen)."""
+    with pytest.raises(AddressError) as error:
+        asyncio.run(resolved(address))
+    assert str(error.value) == message
+
+
+def test_resolved_addresses() -> None:
+    assert asyncio.run(resolved("localhost:3310")) == "127.0.0.1:3310"
+    assert asyncio.run(resolved(":3310")) == "127.0.0.1:3310"
+    assert asyncio.run(resolved("")) == "127.0.0.1:0"
+    assert asyncio.run(resolved("10.0.0.1:+80")) == "10.0.0.1:80"  # Go's port parser takes a sign
+    assert asyncio.run(resolved("[::1]:1")) == "[::1]:1"
+
+
+@pytest.mark.parametrize(
+    ("target", "listener", "same"),
+    [
+        (("127.0.0.1", 80), ("127.0.0.1", 80), True),
+        (("localhost", 80), ("127.0.0.1", 80), True),
+        (("LOCALHOST", 80), ("::1", 80), True),
+        (("", 80), ("127.0.0.1", 80), True),
+        (("127.0.0.5", 80), ("0.0.0.0", 80), True),
+        (("0.0.0.0", 80), ("::", 80), True),
+        (("127.0.0.1", 81), ("127.0.0.1", 80), False),
+        (("10.1.2.3", 80), ("127.0.0.1", 80), False),
+        (("db", 80), ("127.0.0.1", 80), False),
+        (("127.0.0.1", 0), ("127.0.0.1", 0), False),
+    ],
+)
+def test_same_endpoint(target: tuple[str, int], listener: tuple[str, int], same: bool) -> None:
+    assert same_endpoint(target, listener) is same
 
 
 # ------------------------------------------------------------ slicer, ids

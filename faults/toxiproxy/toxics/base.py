@@ -57,11 +57,12 @@ class Stub(Protocol):
 
 @dataclass(frozen=True)
 class Attribute:
-    """One integer attribute: its JSON name, its Go type and its lowest valid value."""
+    """One integer attribute: its JSON name, its Go type and its range of valid values."""
 
     name: str
     go_type: str = "int64"
     minimum: int | None = 0
+    maximum: int = 10**12  # ~31 years in ms, 1 TB in bytes: beyond is a typo, and timers overflow
 
 
 class Toxic:
