@@ -122,6 +122,8 @@ class ManagedProcess:
     ``stop_signal`` is what :meth:`stop` sends first (PostgreSQL wants
     ``SIGINT`` for a fast shutdown). ``user``/``group`` run the command as
     another account (root only); supplementary groups are dropped then.
+    ``stdin`` is written to the command's input, which is then closed: the way
+    to hand a secret over without putting it in argv, the environment or a file.
 
     The group leader is not reaped until :meth:`stop`, so its process-group id
     cannot be reused while the harness may still signal it.
@@ -138,6 +140,7 @@ class ManagedProcess:
         stop_signal: int = signal.SIGTERM,
         user: str | int | None = None,
         group: str | int | None = None,
+        stdin: bytes | None = None,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.name = name
@@ -157,7 +160,7 @@ class ManagedProcess:
         spawn = functools.partial(
             subprocess.Popen,
             self.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=None if env is None else dict(env),
@@ -181,6 +184,12 @@ class ManagedProcess:
             raise InfrastructureError(f"cannot start {name}: {exc}") from exc
         finally:
             log.close()
+        if self._popen.stdin is not None:
+            try:
+                self._popen.stdin.write(stdin or b"")  # small: fits the pipe buffer
+                self._popen.stdin.close()
+            except BrokenPipeError:  # exited before reading: its log says why
+                pass
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
