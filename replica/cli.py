@@ -24,7 +24,7 @@ from replica import report
 from replica.drivers.base import Driver
 from replica.drivers.local.group import ProcessGroup
 from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
-from replica.drivers.stack import clear_state, read_state, state_file, write_state
+from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
 from replica.reproduce import SEED_SCENARIO, explanations, reproduce_runs, reproduced
@@ -278,13 +278,12 @@ def up(
     defects: str = typer.Option("", help="comma list of defects, e.g. auth-log-json"),
     startup_mode: str = typer.Option("blocking", help="blocking | background"),
     server: str = typer.Option("uvicorn", help="uvicorn | gunicorn"),
+    max_lanes: Optional[int] = typer.Option(None, min=1, max=256, help="lanes open at once through the lanes API (default 16)"),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
     from replica.drivers.up.server import LanesServer
     from replica.drivers.local.driver import LocalDriver
 
-    if read_state() is not None:
-        raise ConfigError("a stack is already running (see `replica status`); stop it with `replica down`")
     try:
         spec = BackendSpec(
             handler=handler,
@@ -300,11 +299,13 @@ def up(
         async with driver.lane(spec) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
-            lanes = LanesServer(driver)
-            await lanes.start()
-            raise_if_interrupted()
-            write_state(driver.info.model_copy(update={"backend_url": lane.base_url, "lanes_url": lanes.url}))
+            lanes = LanesServer(driver, lanes_socket_path(), max_open_lanes=max_lanes)
             try:
+                await lanes.start()
+                raise_if_interrupted()
+                write_state(driver.info.model_copy(update={
+                    "backend_url": lane.base_url, "lanes_url": lanes.url, "lanes_socket": str(lanes.socket_path),
+                }))
                 out.print(f"[bold green]replica up[/] (pid {os.getpid()}), handler {handler}")
                 out.print(f"  backend    {lane.base_url}  (ws: {lane.base_url.replace('http', 'ws', 1)}/ws)")
                 out.print(f"  toxiproxy  {driver.info.toxiproxy_url}")
@@ -313,32 +314,25 @@ def up(
                 out.print("Ctrl-C or `replica down` stops everything.")
                 await asyncio.Event().wait()
             finally:
-                clear_state(os.getpid())
                 await lanes.stop()
 
-    with ProcessGroup() as group:
+    with stack_ownership(), ProcessGroup() as group:
         driver = LocalDriver.start(group, progress)
         run_async(serve(driver))
 
 
 @app.command()
 @cli_errors
-def down(timeout: float = typer.Option(20.0, help="seconds to wait for the stack to stop")) -> None:
-    """Stop the stack `replica up` started."""
-    info = read_state()
-    if info is None:
+def down(timeout: float = typer.Option(20.0, min=0.1, help="seconds to wait for the stack to stop")) -> None:
+    """Stop the stack `replica up` started (that very process, checked by pid and start time)."""
+    owner = stack_owner()
+    if owner is None or not owner.signal(signal.SIGTERM):
+        read_state()  # sweeps what a killed `replica up` left
         out.print("no stack running")
         return
-    os.kill(info.owner_pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(info.owner_pid, 0)
-        except ProcessLookupError:
-            out.print("stack stopped")
-            return
-        time.sleep(0.05)  # polling a bounded wait for the owner to exit
-    raise ReplicaError(f"the stack (pid {info.owner_pid}) did not stop within {timeout:g} s")
+    if not owner.wait_gone(timeout):
+        raise ReplicaError(f"the stack (pid {owner.pid}) did not stop within {timeout:g} s")
+    out.print(f"stack stopped (pid {owner.pid})")
 
 
 @app.command()
@@ -349,7 +343,11 @@ def status() -> None:
 
     info = read_state()
     if info is None:
-        out.print("no stack running (start one with `replica up`)")
+        owner = stack_owner()
+        if owner is not None:
+            out.print(f"replica up (pid {owner.pid}) is starting")
+        else:
+            out.print("no stack running (start one with `replica up`)")
         raise typer.Exit(1)
     table = Table(title=f"stack (pid {info.owner_pid}, driver {info.driver})", title_justify="left")
     table.add_column("service")
@@ -365,8 +363,16 @@ def status() -> None:
         except httpx.HTTPError as exc:
             answer = f"[red]{type(exc).__name__}[/]"
         table.add_row(name, base, answer)
+    if info.lanes_socket:
+        try:
+            transport = httpx.HTTPTransport(uds=info.lanes_socket)
+            with httpx.Client(base_url=info.lanes_url or "", transport=transport, timeout=2) as lanes:
+                answer = f"[green]{len(lanes.get('/lanes').json())} open[/]"
+        except (httpx.HTTPError, ValueError) as exc:
+            answer = f"[red]{type(exc).__name__}[/]"
+        table.add_row("lanes", info.lanes_socket, answer)
     table.add_row("postgres", info.postgres_url.split("@")[-1], "-")
-    table.add_row("redis", info.redis_url, "-")
+    table.add_row("redis", info.redis_url.split("@")[-1], "-")
     out.print(table)
 
 

@@ -14,12 +14,19 @@ from tests.integration.cli_support import REPO, cli_env, replica_argv, run_repli
 
 pytestmark = pytest.mark.slow
 
+MAX_LANES = 3
+
+
+def lanes_client(info: dict, timeout: float = 30) -> httpx.Client:
+    """The lanes API, over its unix socket."""
+    return httpx.Client(base_url=info["lanes_url"], transport=httpx.HTTPTransport(uds=info["lanes_socket"]), timeout=timeout)
+
 
 @pytest.fixture(scope="module")
 def running_stack(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("state")
     proc = subprocess.Popen(
-        replica_argv("up"), cwd=REPO, env=cli_env(state_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        replica_argv("up", "--max-lanes", str(MAX_LANES)), cwd=REPO, env=cli_env(state_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     state = state_dir / "stack.json"
     deadline = time.monotonic() + 90
@@ -34,7 +41,7 @@ def running_stack(tmp_path_factory):
 
 def test_lanes_api_refuses_bad_json_and_unknown_lanes(running_stack):
     _state_dir, info = running_stack
-    with httpx.Client(base_url=info["lanes_url"], timeout=10) as http:
+    with lanes_client(info, timeout=10) as http:
         bad = http.post("/lanes", content=b"{not json", headers={"content-type": "application/json"})
         assert bad.status_code == 422
         unknown_field = http.post("/lanes", json={"backend": {"handlr": "incident"}})
@@ -45,7 +52,7 @@ def test_lanes_api_refuses_bad_json_and_unknown_lanes(running_stack):
 
 def test_lane_opened_over_http_serves_and_closes(running_stack):
     _state_dir, info = running_stack
-    with httpx.Client(base_url=info["lanes_url"], timeout=30) as http:
+    with lanes_client(info) as http:
         opened = http.post("/lanes", json={"backend": {"handler": "recommended"}})
         assert opened.status_code == 201, opened.text
         lane = opened.json()
