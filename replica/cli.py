@@ -23,7 +23,7 @@ from rich.table import Table
 from replica import report
 from replica.drivers.base import Driver
 from replica.drivers.local.group import ProcessGroup
-from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
+from replica.interrupts import install_interrupt_handlers, raise_if_interrupted, run_interruptible
 from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
@@ -66,16 +66,8 @@ def cli_errors(func: Callable) -> Callable:
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run``, with a Ctrl-C that surfaced as a cancellation reported as Ctrl-C.
-
-    A KeyboardInterrupt raised inside a task ends the loop; asyncio then cancels the
-    other tasks, and one of their CancelledErrors may be what comes out.
-    """
-    try:
-        return asyncio.run(main)
-    except asyncio.CancelledError:
-        raise_if_interrupted()
-        raise
+    """``asyncio.run``, where Ctrl-C cancels ``main`` and then ends as KeyboardInterrupt."""
+    return run_interruptible(main)
 
 
 def progress(message: str) -> None:

@@ -2,6 +2,10 @@
 
 * :func:`install_interrupt_handlers` makes SIGINT and SIGTERM raise
   :class:`KeyboardInterrupt` (the CLI installs it at start-up).
+* :func:`run_interruptible` runs a coroutine in which they cancel the main task
+  instead, so every ``async with`` unwinds in order, and then surface as one
+  :class:`KeyboardInterrupt`: no exception lands in the middle of asyncio's own
+  code, so no task is left with an exception nobody retrieves.
 * :func:`raise_if_interrupted` re-raises an interrupt CPython dropped inside a
   fork callback.
 * :func:`deferred_signals` holds SIGINT/SIGTERM off while a teardown runs.
@@ -9,11 +13,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
+
+_T = TypeVar("_T")
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -85,3 +93,42 @@ def install_sigterm_handler() -> Callable[[], None]:
         signal.signal(signal.SIGTERM, previous)
 
     return restore
+
+
+def run_interruptible(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)`` where SIGINT/SIGTERM cancel ``main`` (it unwinds, its
+    cleanups run) and then raise :class:`KeyboardInterrupt`, even if something
+    inside swallowed the cancellation. The handlers in place before are restored."""
+    received: list[int] = []
+
+    async def guarded() -> _T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            _interrupted.set()
+            task.cancel()
+
+        previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await main
+        finally:
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(main)
+    try:
+        result = asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if received or _interrupted.is_set():
+            raise KeyboardInterrupt(f"received signal {received[0] if received else signal.SIGINT}") from None
+        raise
+    if received:
+        raise KeyboardInterrupt(f"received signal {received[0]}")
+    return result

@@ -30,10 +30,20 @@ def _start_up(state_dir: Path) -> subprocess.Popen[str]:
     )
 
 
+def assert_one_line_interrupt(output: str) -> None:
+    """Exit 130 says so in one line: no traceback, no asyncio complaint after it."""
+    for noise in ("Traceback", "ExceptionGroup", "Task exception was never retrieved", "Exception ignored"):
+        assert noise not in output, output
+    lines = output.strip().splitlines()
+    assert lines and lines[-1].startswith("interrupted:"), output
+    assert sum(line.startswith("interrupted") for line in lines) == 1, output
+
+
 def _interrupt_and_check(proc: subprocess.Popen[str], tree: set[int], ports: set[int]) -> str:
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, output
+    assert_one_line_interrupt(output)
     leftovers = {pid for pid in tree if alive(pid)}
     assert not leftovers, f"processes left behind: {leftovers}\n{output}"
     assert not (ports & listening_ports()), f"ports still listening: {ports & listening_ports()}"
