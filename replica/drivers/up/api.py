@@ -25,7 +25,10 @@ from dataclasses import asdict
 from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from replica.drivers.local.driver import LocalDriver, LocalLane
@@ -95,6 +98,24 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: any string, even one holding a
+    lone surrogate taken from a request, renders."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> AsciiJSONResponse:
+    return AsciiJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
+    """422 naming each bad field; the offending input is not echoed (it may be any bytes)."""
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return AsciiJSONResponse({"detail": errors}, status_code=422)
+
+
 async def _reject(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -113,7 +134,11 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
             await stack.aclose()
         lanes.clear()
 
-    app = FastAPI(title="staging-replica lanes", lifespan=lifespan, openapi_url=None)
+    app = FastAPI(
+        title="staging-replica lanes", lifespan=lifespan, openapi_url=None,
+        default_response_class=AsciiJSONResponse,
+        exception_handlers={StarletteHTTPException: _http_error, RequestValidationError: _invalid_request},
+    )
 
     def info(lane_id: str, lane: LocalLane) -> LaneInfo:
         return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.proxies, outcome=asdict(lane.outcome))
