@@ -23,7 +23,7 @@ from rich.table import Table
 from replica import report
 from replica.drivers.base import Driver
 from replica.drivers.local.group import ProcessGroup
-from replica.interrupts import install_interrupt_handlers, raise_if_interrupted, run_interruptible
+from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
 from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
@@ -58,6 +58,7 @@ def cli_errors(func: Callable) -> Callable:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted: everything this run started has been stopped")
+            restore = ignore_interrupts  # exiting: a second Ctrl-C must not change the exit code
             raise typer.Exit(130) from None
         finally:
             restore()

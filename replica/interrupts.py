@@ -81,6 +81,13 @@ def install_interrupt_handlers() -> Callable[[], None]:
     return restore
 
 
+def ignore_interrupts() -> None:
+    """Ignore SIGINT and SIGTERM from now on: for a process that is already
+    exiting because of one (the interpreter's exit would otherwise die of the next)."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def install_sigterm_handler() -> Callable[[], None]:
     """Make SIGTERM raise :class:`KeyboardInterrupt` (as Ctrl-C does).
 
