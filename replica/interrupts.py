@@ -6,8 +6,8 @@
   instead, so every ``async with`` unwinds in order, and then surface as one
   :class:`KeyboardInterrupt`: no exception lands in the middle of asyncio's own
   code, so no task is left with an exception nobody retrieves.
-* :func:`raise_if_interrupted` re-raises an interrupt CPython dropped inside a
-  fork callback.
+* :func:`held_over_fork` only records an interrupt while the main thread forks,
+  and :func:`raise_if_interrupted` raises it once the child is accounted for.
 * :func:`deferred_signals` holds SIGINT/SIGTERM off while a teardown runs.
 """
 
@@ -45,21 +45,37 @@ def deferred_signals() -> Iterator[list[int]]:
 
 
 _interrupted = threading.Event()
+_held = False
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     _interrupted.set()
-    raise KeyboardInterrupt(f"received signal {signum}")
+    if not _held:
+        raise KeyboardInterrupt(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def held_over_fork() -> Iterator[None]:
+    """While the main thread forks, an interrupt is only recorded, not raised.
+
+    Raised inside a fork callback (``os.register_at_fork``: logging has one) the
+    KeyboardInterrupt would be printed as "Exception ignored" and dropped. The
+    caller raises it afterwards with :func:`raise_if_interrupted`, once the new
+    process is in its hands.
+    """
+    global _held
+    if threading.current_thread() is not threading.main_thread() or _held:
+        yield
+        return
+    _held = True
+    try:
+        yield
+    finally:
+        _held = False
 
 
 def raise_if_interrupted() -> None:
-    """Raise the interrupt a handler could not.
-
-    A signal that lands while ``subprocess`` forks runs its handler inside an
-    ``os.register_at_fork`` callback, where CPython prints and drops exceptions:
-    the KeyboardInterrupt is lost. The handler also sets a flag, checked here
-    after each start.
-    """
+    """Raise the interrupt a handler held back (see :func:`held_over_fork`)."""
     if _interrupted.is_set():
         raise KeyboardInterrupt("interrupted while a process was being started")
 

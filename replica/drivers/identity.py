@@ -9,11 +9,13 @@ since. Without ``/proc`` (not Linux) the token is empty and the pid alone counts
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal as signals
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 
 def _boot_id() -> str:
@@ -67,6 +69,20 @@ class ProcessIdentity:
     def alive(self) -> bool:
         return self.pid > 0 and ProcessIdentity.of(self.pid) == self
 
+    @contextlib.contextmanager
+    def _pidfd(self) -> Iterator[int | None]:
+        """A pidfd of this very process, or None if it is gone. The pidfd holds
+        whatever has the pid when it is opened: it is ours only if the start matches."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:  # ProcessLookupError included
+            yield None
+            return
+        try:
+            yield fd if self.alive() else None
+        finally:
+            os.close(fd)
+
     def signal(self, sig: int) -> bool:
         """Send ``sig`` if this very process is alive; False (nothing sent) otherwise."""
         if not hasattr(os, "pidfd_open"):  # pragma: no cover - not Linux
@@ -74,20 +90,14 @@ class ProcessIdentity:
                 return False
             os.kill(self.pid, sig)
             return True
-        try:
-            fd = os.pidfd_open(self.pid)
-        except (ProcessLookupError, OSError):
-            return False
-        try:
-            # The pidfd holds whatever has the pid now; it is ours only if the start matches.
-            if not self.alive():
+        with self._pidfd() as fd:
+            if fd is None:
                 return False
-            signals.pidfd_send_signal(fd, sig)
+            try:
+                signals.pidfd_send_signal(fd, sig)
+            except ProcessLookupError:
+                return False
             return True
-        except ProcessLookupError:
-            return False
-        finally:
-            os.close(fd)
 
     def wait_gone(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this process to exit; True once it has."""
@@ -100,14 +110,8 @@ class ProcessIdentity:
             except InfrastructureError:
                 return False
             return True
-        try:
-            fd = os.pidfd_open(self.pid)
-        except (ProcessLookupError, OSError):
-            return True
-        try:
-            if not self.alive():
+        with self._pidfd() as fd:
+            if fd is None:
                 return True
             readable, _, _ = select.select([fd], [], [], timeout)  # a pidfd turns readable at exit
             return bool(readable) or not self.alive()
-        finally:
-            os.close(fd)

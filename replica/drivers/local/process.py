@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from replica.errors import InfrastructureError
+from replica.interrupts import held_over_fork
 
 _PR_SET_PDEATHSIG = 1
 _POLL_FIRST_S = 0.005
@@ -171,7 +172,14 @@ class ManagedProcess:
             **extra,
         )
         try:
-            self._popen: subprocess.Popen[bytes] = _FORKING_THREAD.run(spawn)
+            with held_over_fork():  # the caller raises a Ctrl-C once it holds this process
+                self._popen: subprocess.Popen[bytes] = _FORKING_THREAD.run(spawn)
+                if self._popen.stdin is not None:
+                    try:
+                        self._popen.stdin.write(stdin or b"")  # small: fits the pipe buffer
+                        self._popen.stdin.close()
+                    except BrokenPipeError:  # exited before reading: its log says why
+                        pass
         except FileNotFoundError as exc:
             raise InfrastructureError(
                 f"cannot start {name}: executable not found: {self.argv[0]}"
@@ -184,12 +192,6 @@ class ManagedProcess:
             raise InfrastructureError(f"cannot start {name}: {exc}") from exc
         finally:
             log.close()
-        if self._popen.stdin is not None:
-            try:
-                self._popen.stdin.write(stdin or b"")  # small: fits the pipe buffer
-                self._popen.stdin.close()
-            except BrokenPipeError:  # exited before reading: its log says why
-                pass
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
