@@ -6,7 +6,8 @@
   instead, so every ``async with`` unwinds in order, and then surface as one
   :class:`KeyboardInterrupt`: no exception lands in the middle of asyncio's own
   code, so no task is left with an exception nobody retrieves.
-* :func:`held_over_fork` only records an interrupt while the main thread forks,
+* :func:`held_interrupts` only records an interrupt while the main thread forks
+  or builds an event loop,
   and :func:`raise_if_interrupted` raises it once the child is accounted for.
 * :func:`deferred_signals` holds SIGINT/SIGTERM off while a teardown runs.
 """
@@ -55,13 +56,13 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def held_over_fork() -> Iterator[None]:
-    """While the main thread forks, an interrupt is only recorded, not raised.
+def held_interrupts() -> Iterator[None]:
+    """While the block runs (main thread), an interrupt is only recorded, not raised.
 
-    Raised inside a fork callback (``os.register_at_fork``: logging has one) the
-    KeyboardInterrupt would be printed as "Exception ignored" and dropped. The
-    caller raises it afterwards with :func:`raise_if_interrupted`, once the new
-    process is in its hands.
+    For steps a KeyboardInterrupt must not cut in half: a fork (raised inside a
+    fork callback, ``os.register_at_fork``, it would be printed as "Exception
+    ignored" and dropped) or building an event loop. The caller raises it
+    afterwards with :func:`raise_if_interrupted`, once it holds what it made.
     """
     global _held
     if threading.current_thread() is not threading.main_thread() or _held:
@@ -75,7 +76,7 @@ def held_over_fork() -> Iterator[None]:
 
 
 def raise_if_interrupted() -> None:
-    """Raise the interrupt a handler held back (see :func:`held_over_fork`)."""
+    """Raise the interrupt a handler held back (see :func:`held_interrupts`)."""
     if _interrupted.is_set():
         raise KeyboardInterrupt("interrupted while a process was being started")
 

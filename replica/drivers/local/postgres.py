@@ -53,6 +53,7 @@ from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import ensure_port_free, free_port
 from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
+from replica.interrupts import held_interrupts, raise_if_interrupted
 from replica.polling import wait_until
 
 LOOPBACK = "127.0.0.1"
@@ -86,7 +87,17 @@ def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(factory())  # type: ignore[arg-type]
+        # A Ctrl-C may land anywhere but in the middle of making or closing the loop.
+        with held_interrupts():
+            runner = asyncio.Runner()
+            runner.get_loop()
+            main = factory()
+        try:
+            return runner.run(main)  # type: ignore[arg-type]
+        finally:
+            with held_interrupts():
+                runner.close()
+            raise_if_interrupted()
     result: dict[str, Any] = {}
 
     def target() -> None:

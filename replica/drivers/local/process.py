@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from replica.errors import InfrastructureError
-from replica.interrupts import held_over_fork
+from replica.interrupts import held_interrupts
 
 _PR_SET_PDEATHSIG = 1
 _POLL_FIRST_S = 0.005
@@ -172,7 +172,7 @@ class ManagedProcess:
             **extra,
         )
         try:
-            with held_over_fork():  # the caller raises a Ctrl-C once it holds this process
+            with held_interrupts():  # the caller raises a Ctrl-C once it holds this process
                 self._popen: subprocess.Popen[bytes] = _FORKING_THREAD.run(spawn)
                 if self._popen.stdin is not None:
                     try:
