@@ -23,8 +23,8 @@ from rich.table import Table
 from replica import report
 from replica.drivers.base import Driver
 from replica.drivers.local.group import ProcessGroup
-from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
-from replica.drivers.stack import clear_state, read_state, state_file, write_state
+from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
+from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.generic_catalog import project_runs
 from replica.project import load_project
@@ -60,6 +60,7 @@ def cli_errors(func: Callable) -> Callable:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted: everything this run started has been stopped")
+            restore = ignore_interrupts  # exiting: a second Ctrl-C must not change the exit code
             raise typer.Exit(130) from None
         finally:
             restore()
@@ -68,16 +69,8 @@ def cli_errors(func: Callable) -> Callable:
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run``, with a Ctrl-C that surfaced as a cancellation reported as Ctrl-C.
-
-    A KeyboardInterrupt raised inside a task ends the loop; asyncio then cancels the
-    other tasks, and one of their CancelledErrors may be what comes out.
-    """
-    try:
-        return asyncio.run(main)
-    except asyncio.CancelledError:
-        raise_if_interrupted()
-        raise
+    """``asyncio.run``, where Ctrl-C cancels ``main`` and then ends as KeyboardInterrupt."""
+    return run_interruptible(main)
 
 
 def progress(message: str) -> None:
@@ -283,13 +276,12 @@ def up(
     defects: str = typer.Option("", help="comma list of defects, e.g. auth-log-json"),
     startup_mode: str = typer.Option("blocking", help="blocking | background"),
     server: str = typer.Option("uvicorn", help="uvicorn | gunicorn"),
+    max_lanes: Optional[int] = typer.Option(None, min=1, max=256, help="lanes open at once through the lanes API (default 16)"),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
     from replica.drivers.up.server import LanesServer
     from replica.drivers.local.driver import LocalDriver
 
-    if read_state() is not None:
-        raise ConfigError("a stack is already running (see `replica status`); stop it with `replica down`")
     spec = builtin_backend(
         handler=handler,
         failpoints=failpoints,
@@ -302,11 +294,13 @@ def up(
         async with driver.lane(spec) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
-            lanes = LanesServer(driver)
-            await lanes.start()
-            raise_if_interrupted()
-            write_state(driver.info.model_copy(update={"backend_url": lane.base_url, "lanes_url": lanes.url}))
+            lanes = LanesServer(driver, lanes_socket_path(), max_open_lanes=max_lanes)
             try:
+                await lanes.start()
+                raise_if_interrupted()
+                write_state(driver.info.model_copy(update={
+                    "backend_url": lane.base_url, "lanes_url": lanes.url, "lanes_socket": str(lanes.socket_path),
+                }))
                 out.print(f"[bold green]replica up[/] (pid {os.getpid()}), handler {handler}")
                 out.print(f"  backend    {lane.base_url}  (ws: {lane.base_url.replace('http', 'ws', 1)}/ws)")
                 out.print(f"  toxiproxy  {driver.info.toxiproxy_url}")
@@ -315,32 +309,25 @@ def up(
                 out.print("Ctrl-C or `replica down` stops everything.")
                 await asyncio.Event().wait()
             finally:
-                clear_state(os.getpid())
                 await lanes.stop()
 
-    with ProcessGroup() as group:
+    with stack_ownership(), ProcessGroup() as group:
         driver = LocalDriver.start(group, progress)
         run_async(serve(driver))
 
 
 @app.command()
 @cli_errors
-def down(timeout: float = typer.Option(20.0, help="seconds to wait for the stack to stop")) -> None:
-    """Stop the stack `replica up` started."""
-    info = read_state()
-    if info is None:
+def down(timeout: float = typer.Option(20.0, min=0.1, help="seconds to wait for the stack to stop")) -> None:
+    """Stop the stack `replica up` started (that very process, checked by pid and start time)."""
+    owner = stack_owner()
+    if owner is None or not owner.signal(signal.SIGTERM):
+        read_state()  # sweeps what a killed `replica up` left
         out.print("no stack running")
         return
-    os.kill(info.owner_pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(info.owner_pid, 0)
-        except ProcessLookupError:
-            out.print("stack stopped")
-            return
-        time.sleep(0.05)  # polling a bounded wait for the owner to exit
-    raise ReplicaError(f"the stack (pid {info.owner_pid}) did not stop within {timeout:g} s")
+    if not owner.wait_gone(timeout):
+        raise ReplicaError(f"the stack (pid {owner.pid}) did not stop within {timeout:g} s")
+    out.print(f"stack stopped (pid {owner.pid})")
 
 
 @app.command()
@@ -351,7 +338,11 @@ def status() -> None:
 
     info = read_state()
     if info is None:
-        out.print("no stack running (start one with `replica up`)")
+        owner = stack_owner()
+        if owner is not None:
+            out.print(f"replica up (pid {owner.pid}) is starting")
+        else:
+            out.print("no stack running (start one with `replica up`)")
         raise typer.Exit(1)
     table = Table(title=f"stack (pid {info.owner_pid}, driver {info.driver})", title_justify="left")
     table.add_column("service")
@@ -367,8 +358,16 @@ def status() -> None:
         except httpx.HTTPError as exc:
             answer = f"[red]{type(exc).__name__}[/]"
         table.add_row(name, base, answer)
+    if info.lanes_socket:
+        try:
+            transport = httpx.HTTPTransport(uds=info.lanes_socket)
+            with httpx.Client(base_url=info.lanes_url or "", transport=transport, timeout=2) as lanes:
+                answer = f"[green]{len(lanes.get('/lanes').json())} open[/]"
+        except (httpx.HTTPError, ValueError) as exc:
+            answer = f"[red]{type(exc).__name__}[/]"
+        table.add_row("lanes", info.lanes_socket, answer)
     table.add_row("postgres", info.postgres_url.split("@")[-1], "-")
-    table.add_row("redis", info.redis_url, "-")
+    table.add_row("redis", info.redis_url.split("@")[-1], "-")
     out.print(table)
 
 

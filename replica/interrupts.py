@@ -2,18 +2,27 @@
 
 * :func:`install_interrupt_handlers` makes SIGINT and SIGTERM raise
   :class:`KeyboardInterrupt` (the CLI installs it at start-up).
-* :func:`raise_if_interrupted` re-raises an interrupt CPython dropped inside a
-  fork callback.
+* :func:`run_interruptible` runs a coroutine in which they cancel the main task
+  instead, so every ``async with`` unwinds in order, and then surface as one
+  :class:`KeyboardInterrupt`: no exception lands in the middle of asyncio's own
+  code, so no task is left with an exception nobody retrieves.
+* :func:`held_interrupts` only records an interrupt while the main thread forks
+  or builds an event loop,
+  and :func:`raise_if_interrupted` raises it once the child is accounted for.
 * :func:`deferred_signals` holds SIGINT/SIGTERM off while a teardown runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
+
+_T = TypeVar("_T")
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -37,21 +46,37 @@ def deferred_signals() -> Iterator[list[int]]:
 
 
 _interrupted = threading.Event()
+_held = False
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     _interrupted.set()
-    raise KeyboardInterrupt(f"received signal {signum}")
+    if not _held:
+        raise KeyboardInterrupt(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """While the block runs (main thread), an interrupt is only recorded, not raised.
+
+    For steps a KeyboardInterrupt must not cut in half: a fork (raised inside a
+    fork callback, ``os.register_at_fork``, it would be printed as "Exception
+    ignored" and dropped) or building an event loop. The caller raises it
+    afterwards with :func:`raise_if_interrupted`, once it holds what it made.
+    """
+    global _held
+    if threading.current_thread() is not threading.main_thread() or _held:
+        yield
+        return
+    _held = True
+    try:
+        yield
+    finally:
+        _held = False
 
 
 def raise_if_interrupted() -> None:
-    """Raise the interrupt a handler could not.
-
-    A signal that lands while ``subprocess`` forks runs its handler inside an
-    ``os.register_at_fork`` callback, where CPython prints and drops exceptions:
-    the KeyboardInterrupt is lost. The handler also sets a flag, checked here
-    after each start.
-    """
+    """Raise the interrupt a handler held back (see :func:`held_interrupts`)."""
     if _interrupted.is_set():
         raise KeyboardInterrupt("interrupted while a process was being started")
 
@@ -73,6 +98,13 @@ def install_interrupt_handlers() -> Callable[[], None]:
     return restore
 
 
+def ignore_interrupts() -> None:
+    """Ignore SIGINT and SIGTERM from now on: for a process that is already
+    exiting because of one (the interpreter's exit would otherwise die of the next)."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def install_sigterm_handler() -> Callable[[], None]:
     """Make SIGTERM raise :class:`KeyboardInterrupt` (as Ctrl-C does).
 
@@ -85,3 +117,42 @@ def install_sigterm_handler() -> Callable[[], None]:
         signal.signal(signal.SIGTERM, previous)
 
     return restore
+
+
+def run_interruptible(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)`` where SIGINT/SIGTERM cancel ``main`` (it unwinds, its
+    cleanups run) and then raise :class:`KeyboardInterrupt`, even if something
+    inside swallowed the cancellation. The handlers in place before are restored."""
+    received: list[int] = []
+
+    async def guarded() -> _T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            _interrupted.set()
+            task.cancel()
+
+        previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await main
+        finally:
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(main)
+    try:
+        result = asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if received or _interrupted.is_set():
+            raise KeyboardInterrupt(f"received signal {received[0] if received else signal.SIGINT}") from None
+        raise
+    if received:
+        raise KeyboardInterrupt(f"received signal {received[0]}")
+    return result

@@ -259,6 +259,7 @@ class ComposeDriver:
         self.postgres_user = "replica"
         self.postgres_db = "replica"
         self.postgres_password = secrets.token_hex(16)
+        self.redis_password = secrets.token_hex(16)
         self.network = f"{project}_default"
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{project}-"))
         self._override = self._tmp / "lanes.yml"
@@ -304,6 +305,7 @@ class ComposeDriver:
             REPLICA_COMPOSE_PROJECT=self.project,
             JWT_SECRET=self.jwt_secret,
             POSTGRES_PASSWORD=self.postgres_password,
+            REDIS_PASSWORD=self.redis_password,
             POSTGRES_USER=self.postgres_user,
             POSTGRES_DB=self.postgres_db,
         )
@@ -421,7 +423,7 @@ class ComposeDriver:
             "REPLICA_DATABASE_URL": (
                 f"postgresql://{self.postgres_user}:{self.postgres_password}@toxiproxy:{ports['postgres']}/{self.postgres_db}"
             ),
-            "REPLICA_REDIS_URL": f"redis://toxiproxy:{ports['redis']}/0",
+            "REPLICA_REDIS_URL": f"redis://:{self.redis_password}@toxiproxy:{ports['redis']}/0",
             "REPLICA_AUTH_URL": f"http://toxiproxy:{ports['auth']}",
             "REPLICA_HANDLER": backend.handler,
             "REPLICA_SERVER": backend.server,

@@ -52,6 +52,18 @@ def listening_ports() -> set[int]:
 
 def listening_ports_of(pids: set[int]) -> set[int]:
     """TCP ports the given processes are listening on (socket inodes matched in /proc/net/tcp*)."""
+    inodes = socket_inodes_of(pids)
+    return {port for port, inode in _listening_sockets() if inode in inodes}
+
+
+def still_listening(inodes: set[str]) -> set[int]:
+    """Ports of these listening sockets that are still open (by inode: another
+    process reusing the port number does not count)."""
+    return {port for port, inode in _listening_sockets() if inode in inodes}
+
+
+def socket_inodes_of(pids: set[int]) -> set[str]:
+    """Inodes of every socket the given processes hold."""
     inodes: set[str] = set()
     for pid in pids:
         try:
@@ -64,4 +76,4 @@ def listening_ports_of(pids: set[int]) -> set[int]:
                     inodes.add(target[8:-1])
         except OSError:
             continue
-    return {port for port, inode in _listening_sockets() if inode in inodes}
+    return inodes

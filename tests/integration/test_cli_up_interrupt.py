@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.cli_support import REPO, alive, cli_env, descendants, listening_ports, listening_ports_of, replica_argv
+from tests.integration.cli_support import (
+    REPO, alive, cli_env, descendants, listening_ports_of, replica_argv, socket_inodes_of, still_listening,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +32,24 @@ def _start_up(state_dir: Path) -> subprocess.Popen[str]:
     )
 
 
-def _interrupt_and_check(proc: subprocess.Popen[str], tree: set[int], ports: set[int]) -> str:
+def assert_one_line_interrupt(output: str) -> None:
+    """Exit 130 says so in one line: no traceback, no asyncio complaint after it."""
+    for noise in ("Traceback", "ExceptionGroup", "Task exception was never retrieved", "Exception ignored"):
+        assert noise not in output, output
+    lines = output.strip().splitlines()
+    assert lines and lines[-1].startswith("interrupted:"), output
+    assert sum(line.startswith("interrupted") for line in lines) == 1, output
+
+
+def _interrupt_and_check(proc: subprocess.Popen[str], tree: set[int]) -> str:
+    sockets = socket_inodes_of(tree | {proc.pid})
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, output
+    assert_one_line_interrupt(output)
     leftovers = {pid for pid in tree if alive(pid)}
     assert not leftovers, f"processes left behind: {leftovers}\n{output}"
-    assert not (ports & listening_ports()), f"ports still listening: {ports & listening_ports()}"
+    assert not still_listening(sockets), f"ports still listening: {still_listening(sockets)}"
     return output
 
 
@@ -52,7 +65,7 @@ def test_ctrl_c_once_up_stops_everything(tmp_path):
         assert ports <= listening_ports_of(tree)
         tmp_dir = Path(info["tmp_dir"])
         assert tmp_dir.exists()
-        output = _interrupt_and_check(proc, tree, {p for p in ports if p})
+        output = _interrupt_and_check(proc, tree)
         assert "stopped" in output
         assert not tmp_dir.exists()
         assert not state.exists()
@@ -73,9 +86,7 @@ def test_ctrl_c_while_starting_stops_everything(tmp_path, started):
             return len(descendants(proc.pid)) >= started or proc.poll() is not None
 
         _wait_for(some_children_started, 60, f"{started} children to start")
-        tree = descendants(proc.pid)
-        ports = listening_ports_of(tree)
-        _interrupt_and_check(proc, tree, ports)
+        _interrupt_and_check(proc, descendants(proc.pid))
         assert not (tmp_path / "stack.json").exists()
     finally:
         if proc.poll() is None:
@@ -93,8 +104,7 @@ def test_ctrl_c_mid_run_stops_everything(tmp_path):
     try:
         # the stack (4 servers), the fork server, its tracker, and a forked backend
         _wait_for(lambda: len(descendants(proc.pid)) >= 7 or proc.poll() is not None, 60, "a backend to run")
-        tree = descendants(proc.pid)
-        _interrupt_and_check(proc, tree, listening_ports_of(tree))
+        _interrupt_and_check(proc, descendants(proc.pid))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -20,7 +20,7 @@ import redis
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.tempdirs import sweep_stale_temp_dirs
 from replica.polling import port_is_open, wait_until
-from replica.drivers.local.postgres import PostgresServer, cache_dir, start_postgres
+from replica.drivers.local.postgres import _TEMPLATE_LAYOUT, PostgresServer, cache_dir, start_postgres
 from replica.drivers.local.redis import RedisServer, start_redis
 from replica.errors import InfrastructureError
 from tests.servers_support import (  # noqa: F401 - fixtures
@@ -89,21 +89,106 @@ def test_postgres_does_not_run_as_root(postgres_server: PostgresServer) -> None:
     assert _uid_of(postgres_server.process.pid) != 0
 
 
+def test_postgres_socket_needs_the_password_too(postgres_server: PostgresServer) -> None:
+    pg = postgres_server
+
+    async def connect(password: str | None) -> int:
+        conn = await asyncpg.connect(
+            host=str(pg.socket_dir), port=pg.port, user=pg.user, database=pg.database, password=password, timeout=5
+        )
+        try:
+            return await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+
+    with pytest.raises((asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+        asyncio.run(connect(None))
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        asyncio.run(connect("not-the-password"))
+    assert asyncio.run(connect(pg.password)) == 1
+    hba = (pg.data_dir / "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    assert rules and all(rule[-1] == "scram-sha-256" for rule in rules), rules
+
+
+def test_postgres_password_is_not_in_argv_environment_or_files(postgres_server: PostgresServer) -> None:
+    secret = postgres_server.password.encode()
+    for pid in {postgres_server.process.pid} | descendants(postgres_server.process.pid):
+        assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert secret not in Path(f"/proc/{pid}/environ").read_bytes()
+    logs = postgres_server.process.log_path.parent
+    for path in [*postgres_server.data_dir.rglob("*"), *logs.rglob("*")]:
+        if path.is_file():
+            assert secret not in path.read_bytes(), path
+
+
+def test_scram_verifier_matches_rfc_7677() -> None:
+    import base64
+
+    from replica.drivers.local.postgres import scram_verifier
+
+    # RFC 7677 section 3: user "user", password "pencil"; the stored and server keys follow from it.
+    verifier = scram_verifier("pencil", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096)
+    assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$")
+
+
 # --------------------------------------------------------------------- redis
 
 
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp* has them) listening on ``port``."""
+    found = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(name).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                found.add(local.rsplit(":", 1)[0])
+    return found
+
+
 def test_redis_answers_ping_set_get(redis_server: RedisServer) -> None:
-    assert redis_server.url == f"redis://127.0.0.1:{redis_server.port}/0"
+    assert redis_server.url == f"redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0"
+    assert redis_server.password not in repr(redis_server)
     client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
     try:
         assert client.ping() is True
         assert client.set("replica:key", "value") is True
         assert client.get("replica:key") == b"value"
-        assert client.config_get("bind") == {"bind": "127.0.0.1"}
-        assert client.config_get("save") == {"save": ""}
-        assert client.config_get("appendonly") == {"appendonly": "no"}
+        assert client.info("persistence")["aof_enabled"] == 0
     finally:
         client.close()
+    assert _listen_addresses(redis_server.port) == {"0100007F"}  # 127.0.0.1 only
+
+
+def test_redis_needs_its_password_and_has_no_admin_commands(redis_server: RedisServer) -> None:
+    anonymous = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
+    wrong = redis.Redis(host="127.0.0.1", port=redis_server.port, password="guess", socket_timeout=5)
+    owner = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.get("replica:key")
+        with pytest.raises(redis.AuthenticationError):
+            wrong.ping()
+        for command in (("CONFIG", "SET", "dir", "/"), ("DEBUG", "SLEEP", "0"), ("MODULE", "LIST")):
+            with pytest.raises(redis.ResponseError, match="unknown command"):
+                owner.execute_command(*command)
+    finally:
+        for client in (anonymous, wrong, owner):
+            client.close()
+
+
+def test_redis_secret_is_not_in_argv_environment_or_files(redis_server: RedisServer) -> None:
+    pid = redis_server.process.pid
+    secret = redis_server.password.encode()
+    assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert secret not in Path(f"/proc/{pid}/environ").read_bytes()
+    for path in redis_server.data_dir.rglob("*"):
+        assert not path.is_file() or secret not in path.read_bytes(), path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root has to drop privileges")
+def test_redis_does_not_run_as_root(redis_server: RedisServer) -> None:
+    assert _uid_of(redis_server.process.pid) != 0
 
 
 # ------------------------------------------------------------------ teardown
@@ -196,7 +281,7 @@ def test_failed_postgres_start_shows_the_server_log(
     postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # A real server failing on a broken data dir: copy the cached template, break it.
-    (template,) = [p for p in cache_dir().glob("postgres-*") if not p.name.startswith(".")]
+    (template,) = [p for p in cache_dir().glob(f"postgres-*-layout{_TEMPLATE_LAYOUT}") if not p.name.startswith(".")]
     broken = tmp_path / "cache" / template.name
     shutil.copytree(template, broken, symlinks=True)
     (broken / "global" / "pg_control").unlink()
@@ -206,7 +291,7 @@ def test_failed_postgres_start_shows_the_server_log(
         start_postgres(group, timeout=30)
     assert time.monotonic() - started < 15
     message = str(info.value)
-    assert "postgres exited with code" in message
+    assert "postgres-password exited with code" in message
     assert "pg_control" in message  # from the server's own log
     assert f"cached template data dir {broken} is damaged, delete it" in message
 
@@ -317,6 +402,6 @@ def test_binaries_the_unprivileged_account_cannot_reach(monkeypatch: pytest.Monk
     with ProcessGroup() as group, pytest.raises(InfrastructureError) as info:
         start_postgres(group)
     message = str(info.value)
-    assert "PostgreSQL refuses to run as root, so it runs as 'nobody'" in message
+    assert "PostgreSQL must not run as root, so it runs as 'nobody'" in message
     assert "chmod o+x" in message
     assert not group.processes

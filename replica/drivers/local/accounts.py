@@ -1,8 +1,9 @@
 """The account a stack server runs as, and the private dirs it may use.
 
-Servers that refuse root (PostgreSQL) or should not have it run as an
-unprivileged account when the harness is root; their dirs are 0700 and owned by
-that account.
+When the harness is root, PostgreSQL and Redis run as an unprivileged account
+(``nobody``, or ``REPLICA_SERVER_USER``); their dirs are 0700 and owned by that
+account. ``nobody`` is shared with whatever else runs as it: for servers no
+other process can touch, name a dedicated account there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,19 +45,43 @@ class RunAs:
 
 
 
-def postgres_account() -> RunAs:
+    @property
+    def popen_args(self) -> dict[str, object]:
+        """``user``/``group`` arguments for :meth:`ProcessGroup.start`."""
+        return {} if self.user is None else {"user": self.uid, "group": self.gid}
+
+
+def server_account(what: str, binary: Path) -> RunAs:
+    """The unprivileged account a server runs as: the current one unless that is
+    root, else ``REPLICA_SERVER_USER`` (default ``nobody``), checked to be able to
+    execute ``binary``."""
     if os.geteuid() != 0:
         return RunAs()
-    name = os.environ.get("REPLICA_POSTGRES_USER", "nobody")
+    name = os.environ.get("REPLICA_SERVER_USER") or "nobody"
     try:
         entry = pwd.getpwnam(name)
     except KeyError as exc:
         raise InfrastructureError(
-            f"PostgreSQL cannot run as root and the unprivileged account {name!r} does not "
-            f"exist. Create it (`useradd --system {name}`) or set REPLICA_POSTGRES_USER to "
+            f"{what} must not run as root and the unprivileged account {name!r} does not "
+            f"exist. Create it (`useradd --system {name}`) or set REPLICA_SERVER_USER to "
             f"an existing unprivileged account."
         ) from exc
-    return RunAs(name, entry.pw_uid, entry.pw_gid)
+    if entry.pw_uid == 0:
+        raise InfrastructureError(f"REPLICA_SERVER_USER={name!r} is root: name an unprivileged account")
+    account = RunAs(name, entry.pw_uid, entry.pw_gid)
+    try:
+        subprocess.run(
+            [str(binary), "--version"], capture_output=True, timeout=10, check=True,
+            user=account.uid, group=account.gid, extra_groups=[], cwd="/",
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InfrastructureError(
+            f"{what} must not run as root, so it runs as {name!r}, but that account cannot "
+            f"execute {binary} ({exc}). Make its parent directories searchable by others "
+            f"(chmod o+x), install the binaries outside a private home directory, or set "
+            f"REPLICA_SERVER_USER to another account."
+        ) from exc
+    return account
 
 
 def scratch_dir(group: ProcessGroup, name: str, account: RunAs) -> Path:

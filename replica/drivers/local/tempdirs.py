@@ -8,12 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from replica.drivers.identity import pid_alive
+from replica.drivers.identity import ProcessIdentity, pid_alive
 
 #: Prefix of every private temp dir a :class:`ProcessGroup` creates.
 TEMP_PREFIX = "replica-"
 _OWNER_FILE = ".replica-owner-pid"
-
 
 _MIN_RAM_FREE = 512 * 1024 * 1024
 
@@ -40,16 +39,31 @@ def ram_temp_root() -> Path | None:
 
 def _make_owned_temp_dir(prefix: str, base: Path | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-    (path / _OWNER_FILE).write_text(str(os.getpid()))
+    owner = ProcessIdentity.current()
+    (path / _OWNER_FILE).write_text(f"{owner.pid}\n{owner.started}\n")
     return path
+
+
+def _owner_alive(marker: Path) -> bool | None:
+    """Whether the dir's owner runs (pid and start time); None if it is not one of ours."""
+    try:
+        pid_text, _, started = marker.read_text().partition("\n")
+        pid = int(pid_text.strip())
+    except (OSError, ValueError):
+        return None
+    started = started.strip()
+    if pid == os.getpid():
+        return True
+    return ProcessIdentity(pid, started).alive() if started else pid_alive(pid)
 
 
 def sweep_stale_temp_dirs(base: str | os.PathLike[str] | None = None) -> list[Path]:
     """Remove private temp dirs left by harnesses that were SIGKILLed.
 
     Looks in ``base`` (default: the system temp dir and :func:`ram_temp_root`).
-    Only dirs carrying the owner marker of a :class:`ProcessGroup` whose owner
-    process is gone are removed. Returns the removed paths.
+    Only real dirs of the current user carrying the owner marker of a :class:`ProcessGroup` whose owner
+    process is gone (no process with that pid and start time) are removed.
+    Returns the removed paths.
     """
     if base is not None:
         roots = [Path(base)]
@@ -61,12 +75,11 @@ def sweep_stale_temp_dirs(base: str | os.PathLike[str] | None = None) -> list[Pa
     removed: list[Path] = []
     for root in roots:
         for path in root.glob(TEMP_PREFIX + "*"):
-            marker = path / _OWNER_FILE
             try:
-                pid = int(marker.read_text().strip())
-            except (OSError, ValueError):
+                mine = path.lstat().st_uid == os.getuid() and path.is_dir() and not path.is_symlink()
+            except OSError:
                 continue
-            if pid == os.getpid() or pid_alive(pid):
+            if not mine or _owner_alive(path / _OWNER_FILE) is not False:
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

@@ -1,34 +1,51 @@
-"""The lanes of a running stack, over HTTP.
+"""The lanes of a running stack, over HTTP on a private unix socket.
 
-``replica up`` serves this on 127.0.0.1 so later commands (``scenarios run``,
-``reproduce``) open lanes on the running stack without paying for a fork server
-of their own: ``POST /lanes`` starts a backend behind fresh proxies and answers
-once it is up, ``GET /lanes/{id}/log`` gives its log tail, ``DELETE /lanes/{id}``
-stops it. Request bodies are validated strictly; bad JSON gets a 422 that says
-which field is wrong.
+``replica up`` serves this inside its state dir (see ``replica.drivers.up.server``),
+so later commands (``scenarios run``, ``reproduce``) of the same user open lanes
+on the running stack without paying for a fork server of their own:
+
+* ``POST /lanes`` starts a backend behind fresh proxies and answers once it is
+  up (201), 429 when ``max_open_lanes`` (default :data:`MAX_OPEN_LANES`) are
+  open or opening, 502 when the stack could not start it;
+* ``GET /lanes`` lists the open lanes, ``GET /lanes/{id}/log?lines=N`` gives a
+  backend's log tail (N in 0–:data:`MAX_LOG_LINES`), ``DELETE /lanes/{id}`` stops it.
+
+A lane whose backend refused its settings is closed at once (the answer says
+why); so is one whose client went away while it opened. Request bodies are
+capped at :data:`MAX_BODY_BYTES` (413) and validated strictly: bad JSON or a bad
+value gets a 4xx that says which field is wrong, never a 5xx.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from typing import AsyncIterator
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from replica.drivers.local.driver import LocalDriver, LocalLane
 from replica.errors import ReplicaError
 from replica.scenarios import BackendSpec, HopDown, ProbeAfter, ToxicSpec
+
+MAX_OPEN_LANES = 16
+MAX_BODY_BYTES = 64 * 1024
+MAX_LOG_LINES = 10_000
 
 
 class LaneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: BackendSpec
-    toxics: tuple[ToxicSpec, ...] = ()
-    down: tuple[HopDown, ...] = ()
+    toxics: tuple[ToxicSpec, ...] = Field(default=(), max_length=64)
+    down: tuple[HopDown, ...] = Field(default=(), max_length=8)
     ready_timeout_s: float = Field(default=20.0, gt=0, le=300)
     probe_after: ProbeAfter = "listening"
 
@@ -40,8 +57,75 @@ class LaneInfo(BaseModel):
     outcome: dict
 
 
-def lanes_app(driver: LocalDriver) -> FastAPI:
+class BodyLimit:
+    """Answer 413 to a request body over ``max_bytes``, before the app reads any of it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            await _reject(send, 413 if declared.isdigit() else 400, "request body too large or badly framed")
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _reject(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: any string, even one holding a
+    lone surrogate taken from a request, renders."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> AsciiJSONResponse:
+    return AsciiJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
+    """422 naming each bad field; the offending input is not echoed (it may be any bytes)."""
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return AsciiJSONResponse({"detail": errors}, status_code=422)
+
+
+async def _reject(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGIApp:
     lanes: dict[str, tuple[AsyncExitStack, LocalLane]] = {}
+    opening = 0
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -50,35 +134,58 @@ def lanes_app(driver: LocalDriver) -> FastAPI:
             await stack.aclose()
         lanes.clear()
 
-    app = FastAPI(title="staging-replica lanes", lifespan=lifespan)
+    app = FastAPI(
+        title="staging-replica lanes", lifespan=lifespan, openapi_url=None,
+        default_response_class=AsciiJSONResponse,
+        exception_handlers={StarletteHTTPException: _http_error, RequestValidationError: _invalid_request},
+    )
+
+    def info(lane_id: str, lane: LocalLane) -> LaneInfo:
+        return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.proxies, outcome=asdict(lane.outcome))
 
     def lookup(lane_id: str) -> tuple[AsyncExitStack, LocalLane]:
         if lane_id not in lanes:
-            raise HTTPException(404, f"no open lane {lane_id!r}")
+            raise HTTPException(404, "no open lane with that id")
         return lanes[lane_id]
 
     @app.post("/lanes", status_code=201)
-    async def open_lane(request: LaneRequest) -> LaneInfo:
+    async def open_lane(body: LaneRequest, request: Request) -> LaneInfo:
+        nonlocal opening
+        if len(lanes) + opening >= max_open_lanes:
+            raise HTTPException(429, f"{max_open_lanes} lanes are open already: close one first")
+        opening += 1
         stack = AsyncExitStack()
         try:
             lane = await stack.enter_async_context(
                 driver.lane(
-                    request.backend,
-                    toxics=request.toxics,
-                    down=request.down,
-                    ready_timeout_s=request.ready_timeout_s,
-                    probe_after=request.probe_after,
+                    body.backend,
+                    toxics=body.toxics,
+                    down=body.down,
+                    ready_timeout_s=body.ready_timeout_s,
+                    probe_after=body.probe_after,
                 )
             )
+            if lane.outcome.refused_settings or await request.is_disconnected():
+                await stack.aclose()
+                return info("closed", lane)
         except ReplicaError as exc:
             await stack.aclose()
             raise HTTPException(502, exc.message) from exc
+        except BaseException:
+            await stack.aclose()
+            raise
+        finally:
+            opening -= 1
         lane_id = uuid.uuid4().hex[:12]
         lanes[lane_id] = (stack, lane)
-        return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.proxies, outcome=asdict(lane.outcome))
+        return info(lane_id, lane)
+
+    @app.get("/lanes")
+    async def list_lanes() -> list[LaneInfo]:
+        return [info(lane_id, lane) for lane_id, (_stack, lane) in lanes.items()]
 
     @app.get("/lanes/{lane_id}/log")
-    async def lane_log(lane_id: str, lines: int = 40) -> dict[str, str]:
+    async def lane_log(lane_id: str, lines: int = Query(40, ge=0, le=MAX_LOG_LINES)) -> dict[str, str]:
         return {"log": await lookup(lane_id)[1].backend_log(lines)}
 
     @app.delete("/lanes/{lane_id}", status_code=204)
@@ -87,4 +194,4 @@ def lanes_app(driver: LocalDriver) -> FastAPI:
         del lanes[lane_id]
         await stack.aclose()
 
-    return app
+    return BodyLimit(app, MAX_BODY_BYTES)

@@ -61,7 +61,8 @@ class RemoteDriver:
         }
         assert self.info.lanes_url is not None
         async with httpx.AsyncClient(
-            base_url=self.info.lanes_url, timeout=ready_timeout_s + 30, verify=client_ssl_context()
+            base_url=self.info.lanes_url, timeout=ready_timeout_s + 30,
+            transport=httpx.AsyncHTTPTransport(uds=self.info.lanes_socket),
         ) as http, AsyncToxiproxyClient(self.info.toxiproxy_url, verify=client_ssl_context()) as client:
             try:
                 response = await http.post("/lanes", json=body)
