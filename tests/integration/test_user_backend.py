@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "user_services"
 STORE_ENV = {
     "DATABASE_URL": "{postgres.url}",
-    "CACHE_URL": "redis://{cache.host}:{cache.port}/0",
+    "CACHE_URL": "{cache.url}",
     "GREETING": "hello {secret}",
     "MY_PORT": "{port}",
 }

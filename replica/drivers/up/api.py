@@ -27,13 +27,13 @@ from typing import AsyncIterator
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from replica.drivers.local.driver import LocalDriver, LocalLane
 from replica.errors import ReplicaError
-from replica.scenarios import BackendSpec, HopDown, ProbeAfter, ToxicSpec
+from replica.scenarios import HOPS, BackendSpec, HopDown, ProbeAfter, ToxicSpec
 
 MAX_OPEN_LANES = 16
 MAX_BODY_BYTES = 64 * 1024
@@ -48,6 +48,13 @@ class LaneRequest(BaseModel):
     down: tuple[HopDown, ...] = Field(default=(), max_length=8)
     ready_timeout_s: float = Field(default=20.0, gt=0, le=300)
     probe_after: ProbeAfter = "listening"
+
+    @model_validator(mode="after")
+    def _hops_of_the_builtin_backend(self) -> "LaneRequest":
+        for fault in (*self.toxics, *self.down):
+            if fault.hop not in HOPS:
+                raise ValueError(f"unknown hop {fault.hop!r} (known: {', '.join(HOPS)})")
+        return self
 
 
 class LaneInfo(BaseModel):
