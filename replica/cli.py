@@ -26,8 +26,17 @@ from replica.drivers.processes import ProcessGroup, install_interrupt_handlers, 
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
 from replica.probe import ProbeOptions, probe
-from replica.reproduce import SEED_SCENARIO, explanations, reproduce_runs, reproduced
-from replica.runner import RunResult, run_many
+from replica.reproduce import (
+    CRITERIA_REPEATS,
+    SEED_SCENARIO,
+    criteria_by_handler,
+    criteria_jobs,
+    explanations,
+    reproduce_jobs,
+    reproduce_runs,
+    reproduced,
+)
+from replica.runner import Job, RunResult, repeated, run_jobs
 from replica.scenarios import BackendSpec, Catalog
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local staging replica with fault injection.")
@@ -124,8 +133,8 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
         yield driver
 
 
-def run_scenarios(driver: Driver, runs, repeat: int = 1, *, live: bool = True) -> list[RunResult]:
-    total = len(runs) * repeat
+def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list[RunResult]:
+    total = len(jobs)
     done = 0
 
     def show(result: RunResult) -> None:
@@ -135,7 +144,7 @@ def run_scenarios(driver: Driver, runs, repeat: int = 1, *, live: bool = True) -
             mark = "[green]pass[/]" if result.verdict == "pass" else "[bold red]FAIL[/]"
             err.print(f"[dim]{done:>4}/{total}[/] {mark} {result.name} [dim]{result.observed.summary()}[/]", highlight=False)
 
-    return run_async(run_many(driver, runs, repeat=repeat, on_result=show))
+    return run_async(run_jobs(driver, jobs, on_result=show))
 
 
 # ----------------------------------------------------------------------------- reproduce
@@ -148,15 +157,18 @@ def reproduce(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix for the success criteria"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
     if code != "1011":
         raise ConfigError(f"only 1011 can be reproduced so far (got {code!r})")
+    report.check_writable(json_path)
     catalog = Catalog.load()
     runs, causes = reproduce_runs(catalog)
+    jobs = reproduce_jobs(runs, repeat)
     with open_driver(driver, parallel) as chosen:
-        progress(f"running {len(runs)} scenario runs on the {chosen.name} driver")
-        results = run_scenarios(chosen, runs, live=False)
+        progress(f"running {len(jobs)} scenario runs on the {chosen.name} driver")
+        results = run_scenarios(chosen, jobs, live=False)
         driver_name = chosen.name
     seed = reproduced(results)
     seed_result = next(r for r in results if r.name == SEED_SCENARIO)
@@ -169,6 +181,8 @@ def reproduce(
             f'"{seed.observed.close_reason}", no welcome, {seed.observed.close_after_ms:.0f} ms after accept '
             "(staging: 1011 \"Internal error\" after 63 ms)."
         )
+        for line in report.evidence_lines(seed):
+            out.print("  " + line, markup=False, highlight=False)
     else:
         out.print(f"[bold red]Not reproduced[/]: {SEED_SCENARIO} gave {seed_result.observed.summary()}")
     table = Table(title="Which hypothesis explains what staging saw", title_justify="left")
@@ -180,7 +194,8 @@ def reproduce(
         table.add_row(e.scenario, source, e.result.observed.summary(), verdict)
     out.print(table)
     out.print(report.fix_matrix(results, causes))
-    out.print("[dim]cells: what the staging test sees with that handler; ✓ = as the scenario expects[/]")
+    out.print("[dim]cells: what the staging test sees with that handler; ✓ the catalog expects it, ✗ it does not[/]")
+    out.print(report.criteria_matrix(criteria_by_handler(results), repeat))
     report.print_failures(err, results)
     if json_path:
         report.write_json(json_path, results, command="reproduce 1011", reproduced=seed is not None)
@@ -217,6 +232,7 @@ def scenarios_run(
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
 ) -> None:
     """Run scenarios and compare each fingerprint with its expectation."""
+    report.check_writable(json_path)
     catalog = Catalog.load()
     if all_ == bool(names):
         raise ConfigError("name scenarios or pass --all (not both)")
@@ -227,7 +243,7 @@ def scenarios_run(
     else:
         runs = catalog.select(list(names or []), handler)
     with open_driver(driver, parallel) as chosen:
-        results = run_scenarios(chosen, runs, repeat)
+        results = run_scenarios(chosen, repeated(runs, repeat))
     out.print(report.results_table(results))
     report.print_failures(err, results)
     if json_path:
@@ -235,6 +251,33 @@ def scenarios_run(
     failed = sum(r.verdict == "fail" for r in results)
     out.print(f"{len(results) - failed} passed, {failed} failed")
     raise typer.Exit(1 if failed else 0)
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+@app.command()
+@cli_errors
+def validate(
+    handler: str = typer.Option(..., help="a variant or module:function (imported from the current directory)"),
+    repeat: int = typer.Option(10, min=1, help="runs against the real cause"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs and the criteria as JSON to this file"),
+    driver: str = typer.Option("local", help="local | compose | auto"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+) -> None:
+    """Check a handler against the seed's six success criteria, under the real cause."""
+    report.check_writable(json_path)
+    jobs = criteria_jobs(Catalog.load(), handler, repeat)
+    with open_driver(driver, parallel) as chosen:
+        results = run_scenarios(chosen, jobs)
+    by_handler = criteria_by_handler(results)
+    out.print(report.criteria_matrix(by_handler, repeat))
+    met = all(c.passed for c in by_handler[handler])
+    if json_path:
+        criteria = [c.model_dump() for c in by_handler[handler]]
+        report.write_json(json_path, results, command=f"validate --handler {handler}", criteria=criteria, met=met)
+    out.print(f"{handler}: " + ("[green]every criterion met[/]" if met else "[red]criteria not met[/]"))
+    raise typer.Exit(0 if met else 1)
 
 
 # ----------------------------------------------------------------------------- probe
@@ -249,6 +292,7 @@ def probe_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the observation as JSON"),
 ) -> None:
     """Connect like the staging test and print what a client sees."""
+    report.check_writable(json_path)
     info = read_state()
     if url is None:
         if info is None or not info.backend_url:
@@ -262,7 +306,7 @@ def probe_command(
     out.print(report.debug_block(observation), highlight=False, markup=False)
     out.print(f"\nfingerprint: {observation.fingerprint.model_dump_json()}", highlight=False)
     if json_path:
-        json_path.write_text(observation.model_dump_json(indent=2) + "\n")
+        report.write_text(json_path, observation.model_dump_json(indent=2) + "\n")
     raise typer.Exit(0 if observation.fingerprint.welcome and observation.fingerprint.pong else 1)
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from replica.backend.handlers.variants import BUILTIN_HANDLERS
+from replica.criteria import Criterion, evaluate
 from replica.fingerprint import Expectation, Range
-from replica.runner import RunResult
+from replica.runner import Job, RunResult
 from replica.scenarios import Catalog, ScenarioRun
 
 #: What the staging debug script saw (seed file): accepted, no welcome, 1011
@@ -21,6 +23,8 @@ STAGING_OBSERVATION = Expectation(
     close_after_ms=Range(max=200),
 )
 SEED_SCENARIO = "seed-1011"
+#: Runs of the real cause per handler for the success criteria (the first is the fix table's).
+CRITERIA_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -75,3 +79,26 @@ def reproduced(results: list[RunResult]) -> RunResult | None:
         if r.name == SEED_SCENARIO and r.verdict == "pass" and not STAGING_OBSERVATION.mismatches(r.observed):
             return r
     return None
+
+
+def reproduce_jobs(runs: list[ScenarioRun], repeats: int = CRITERIA_REPEATS) -> list[Job]:
+    """Each run once; the real cause's runs ``repeats`` times with the E2E flows, for the criteria."""
+    jobs = [Job(r, 1, e2e_flows=r.scenario.name == SEED_SCENARIO) for r in runs]
+    seed_runs = [r for r in runs if r.scenario.name == SEED_SCENARIO]
+    return jobs + [Job(r, i, e2e_flows=True) for i in range(2, repeats + 1) for r in seed_runs]
+
+
+def criteria_jobs(catalog: Catalog, handler: str, repeats: int) -> list[Job]:
+    """``repeats`` runs of ``handler`` against the real cause, with the E2E flows."""
+    run = catalog.with_handler(catalog.scenarios[SEED_SCENARIO], handler)
+    return [Job(run, i, e2e_flows=True) for i in range(1, repeats + 1)]
+
+
+def criteria_by_handler(results: list[RunResult]) -> dict[str, list[Criterion]]:
+    """The six success criteria for each handler run against the real cause, variants in table order."""
+    runs: dict[str, list[RunResult]] = {}
+    for r in results:
+        if r.scenario == SEED_SCENARIO:
+            runs.setdefault(r.handler, []).append(r)
+    order = sorted(runs, key=lambda h: BUILTIN_HANDLERS.index(h) if h in BUILTIN_HANDLERS else len(BUILTIN_HANDLERS))
+    return {h: evaluate(runs[h]) for h in order}
