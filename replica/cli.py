@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,7 +26,7 @@ from replica.drivers.base import Driver
 from replica.drivers.processes import ProcessGroup, install_interrupt_handlers, raise_if_interrupted
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
-from replica.probe import ProbeOptions, probe
+from replica.probe import ProbeOptions, follow_up, probe
 from replica.reproduce import (
     CRITERIA_REPEATS,
     SEED_SCENARIO,
@@ -38,6 +39,9 @@ from replica.reproduce import (
 )
 from replica.runner import Job, RunResult, repeated, run_jobs
 from replica.scenarios import BackendSpec, Catalog
+
+if TYPE_CHECKING:
+    from replica.diagnose import Candidate, Observed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local staging replica with fault injection.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="The scenario catalog.")
@@ -251,6 +255,129 @@ def scenarios_run(
     failed = sum(r.verdict == "fail" for r in results)
     out.print(f"{len(results) - failed} passed, {failed} failed")
     raise typer.Exit(1 if failed else 0)
+
+
+# ----------------------------------------------------------------------------- diagnose
+
+
+def read_observed(path: Path) -> "Observed":
+    """The observation in a file: what `replica probe --json` wrote, or a bare fingerprint."""
+    from pydantic import ValidationError
+
+    from replica.diagnose import observed_from_json
+
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        return observed_from_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {first['msg']} (expected `replica probe --json` output or a fingerprint object)") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def catalog_candidates(driver: str, parallel: int | None, repeats: int, refresh: bool) -> list["Candidate"]:
+    """The catalog's causes as run locally: from the cache, or run now and cached."""
+    from replica import candidates
+
+    chosen_name = "compose" if driver == "auto" and compose_available() else ("local" if driver == "auto" else driver)
+    key = candidates.cache_key(repeats, chosen_name)
+    cached = None if refresh else candidates.load_cached(key)
+    if cached is not None:
+        progress(f"causes as run before (cached: {candidates.cache_path(key)})")
+        return cached
+    catalog = Catalog.load()
+    jobs = candidates.cause_jobs(catalog, repeats)
+    with open_driver(chosen_name, parallel) as chosen:
+        progress(f"running the catalog's {len(catalog.scenarios)} causes {repeats} times each on the {chosen.name} driver")
+        results = run_scenarios(chosen, jobs, live=False)
+    found = candidates.candidates_from(results, catalog)
+    progress(f"cached for the next diagnosis: {candidates.store(key, found)}")
+    return found
+
+
+@app.command()
+@cli_errors
+def diagnose(
+    observed_path: Optional[Path] = typer.Option(
+        None, "--observed", help="what `replica probe --json` wrote, or a fingerprint object typed from a dashboard"
+    ),
+    url: Optional[str] = typer.Option(None, help="probe this URL first (and follow up when causes tie)"),
+    token: Optional[str] = typer.Option(None, envvar="REPLICA_TOKEN", help="JWT for --url"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the ranking as JSON to this file"),
+    repeat: int = typer.Option(5, min=2, help="runs per cause; their spread sets each cause's timing range"),
+    refresh: bool = typer.Option(False, help="run the causes again even when cached"),
+    follow_up_wait: float = typer.Option(10.0, min=0, max=600, help="with --url: seconds to wait for /health/ready before probing again"),
+    driver: str = typer.Option("local", help="local | compose | auto"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+) -> None:
+    """Which cause of the catalog explains an observed failure, best first."""
+    from replica import diagnose as dx
+
+    if (observed_path is None) == (url is None):
+        raise ConfigError("give --observed FILE or --url URL (exactly one)")
+    if driver not in DRIVERS:
+        raise ConfigError(f"unknown driver {driver!r} (choose from {', '.join(DRIVERS)})")
+    report.check_writable(json_path)
+    if observed_path is not None:
+        observed = read_observed(observed_path)
+        source = str(observed_path)
+    else:
+        assert url is not None
+        observation = run_async(probe(url, token))
+        observed, source = dx.observed_from_probe(observation), url
+    found = catalog_candidates(driver, parallel, repeat, refresh)
+    ranked = dx.rank(observed, found)
+    if url is not None and len(dx.tied(ranked)) > 1:
+        progress(f"causes tie on the fingerprint: following up on {url} (readiness, then a second probe)")
+        follow = run_async(follow_up(url, token, ProbeOptions(), follow_up_wait))
+        observed = dx.with_follow_up(observed, follow)
+        ranked = dx.rank(observed, found)
+    out.print(f"[bold]Observed[/] ({source}): {observed.summary()}", highlight=False)
+    for name, value in observed.features.items():
+        out.print(f"  {dx.FEATURES[name]}: {value}", highlight=False, markup=False)
+    out.print(report.diagnosis_table(ranked))
+    explaining, tied = dx.explaining(ranked), dx.tied(ranked)
+    apart = dx.tells_apart([c for c in found if c.scenario in {t.scenario for t in explaining}])
+    if not explaining:
+        best = ranked[0]
+        out.print(
+            "[bold red]Not explained by anything in the catalog.[/] "
+            f"Nearest: {best.scenario} (score {best.score:.2f}), which differs in "
+            + "; ".join(m.text for m in best.mismatches),
+            highlight=False,
+        )
+    elif len(tied) == 1:
+        out.print(f"[bold green]Explained by[/] {tied[0].scenario}: {tied[0].title}", highlight=False)
+        if len(explaining) > 1:
+            others = ", ".join(r.scenario for r in explaining if r is not tied[0])
+            out.print(f"  (same fingerprint as {others}; it also shows the observed " + ", ".join(dx.FEATURES[f] for f in tied[0].agreeing) + ")")
+    else:
+        out.print(f"[bold yellow]Explained equally by[/] {', '.join(r.scenario for r in tied)}: the fingerprint cannot tell them apart.")
+    if len(explaining) > 1 and apart:
+        out.print("What tells them apart:")
+        for feature, values in apart.items():
+            out.print(f"  {dx.FEATURES[feature]}:", highlight=False)
+            for scenario, value in values.items():
+                out.print(f"    {scenario}: {value}", highlight=False, markup=False)
+        if url is None and len(tied) > 1:
+            out.print("[dim]Run `replica diagnose --url URL` against the live system to follow up (readiness, a second probe).[/]")
+    if json_path:
+        document = {
+            "observed": observed.fingerprint,
+            "observed_features": observed.features,
+            "candidates": [dict(r.model_dump(exclude={"mismatches"}), mismatches=[dict(m.model_dump(), text=m.text) for m in r.mismatches]) for r in ranked],
+            "explained_by": [r.scenario for r in tied],
+            "tells_apart": apart,
+        }
+        report.write_text(json_path, json.dumps(document, indent=2) + "\n")
+    raise typer.Exit(0 if explaining else 1)
 
 
 # ----------------------------------------------------------------------------- validate

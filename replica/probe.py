@@ -327,15 +327,24 @@ async def _ready_status(http: httpx.AsyncClient, base_url: str) -> int | None:
 
 
 READY_POLL_S = 0.1
+#: A readiness endpoint answers at once or not at all.
+READY_TIMEOUT_S = 1.0
 
 
-async def follow_up(base_url: str, token: str | None, options: ProbeOptions, wait_s: float) -> FollowUp:
-    """``/health/ready`` now; then, once it answers 200 or ``wait_s`` has passed, probe again."""
-    async with httpx.AsyncClient(timeout=min(5.0, options.health_timeout_s), verify=client_ssl_context()) as http:
+async def follow_up(
+    base_url: str, token: str | None, options: ProbeOptions, wait_s: float, *, again: bool = True
+) -> FollowUp:
+    """``/health/ready`` now; with ``again``, once it answers 200 or ``wait_s`` has passed,
+    the same probe again (not when the server never answered: it would show nothing new)."""
+    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S, verify=client_ssl_context()) as http:
         first = later = await _ready_status(http, base_url)
+        if not again:
+            return FollowUp(ready_status=first, ready_status_later=first)
         deadline = time.monotonic() + wait_s
         while later != 200 and time.monotonic() < deadline:
             await asyncio.sleep(READY_POLL_S)  # a bounded poll of the backend's readiness
             later = await _ready_status(http, base_url)
+    if first is None and later is None:
+        return FollowUp()
     second = await probe(base_url, token, options.model_copy(update={"check_no_token": False, "e2e_flows": False}))
     return FollowUp(ready_status=first, ready_status_later=later, second=second.fingerprint)

@@ -14,6 +14,7 @@ from rich.text import Text
 from replica import criteria
 from replica.backend.handlers.variants import VARIANTS
 from replica.criteria import Criterion
+from replica.diagnose import Ranked
 from replica.errors import ConfigError
 from replica.evidence import frame_summary
 from replica.fingerprint import ACCEPTED, Fingerprint
@@ -142,6 +143,20 @@ def criteria_matrix(by_handler: dict[str, list[Criterion]], repeats: int) -> Tab
             c = results[index]
             row.append(Text("met " + c.detail, style="green") if c.passed else Text("NOT met " + c.detail, style="red"))
         table.add_row(*row)
+    return table
+
+
+def diagnosis_table(ranked: list[Ranked]) -> Table:
+    """Candidates best first: score, whether each explains the observation, and how it differs."""
+    table = Table(title="Causes of the catalog, best explanation first", title_justify="left")
+    for col in ("#", "cause", "score", "explains it?", "differs from the observation (this cause vs observed)"):
+        table.add_column(col, no_wrap=col in ("#", "cause", "score"))
+    for index, r in enumerate(ranked, 1):
+        if r.matches:
+            verdict, detail = Text("yes", style="bold green"), Text("; ".join(r.notes), style="dim")
+        else:
+            verdict, detail = Text("no", style="red"), Text("; ".join(m.text for m in r.mismatches))
+        table.add_row(str(index), r.scenario, f"{r.score:.2f}", verdict, detail)
     return table
 
 

@@ -30,7 +30,7 @@ class Job:
     repeat: int = 1
     #: The other E2E flows after the pong (the success criteria need them).
     e2e_flows: bool = False
-    #: ``/health/ready`` and a second probe after a failed first one (diagnosis tells causes apart by it).
+    #: ``/health/ready``, and a second probe after a failed first one (diagnosis tells causes apart by them).
     follow_up: bool = False
 
 
@@ -104,8 +104,10 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
             frames=observation.messages,
             no_token=observation.no_token_handshake,
         )
-        passed = observation.fingerprint.welcome and observation.fingerprint.pong
-        second = await follow_up(lane.base_url, token, options, FOLLOW_UP_WAIT_S) if job.follow_up and not passed else None
+        second = None
+        if job.follow_up:
+            passed = observation.fingerprint.welcome and observation.fingerprint.pong
+            second = await follow_up(lane.base_url, token, options, FOLLOW_UP_WAIT_S, again=not passed)
         outcome = lane.outcome
     return RunResult(
         name=run.name,
