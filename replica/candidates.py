@@ -70,15 +70,20 @@ def candidates_from(results: list[RunResult], catalog: Catalog) -> list[Candidat
     out = []
     for name, runs in by_scenario.items():
         scenario = catalog.scenarios[name]
-        first = min(runs, key=lambda r: r.repeat)
+        runs.sort(key=lambda r: r.repeat)
+        # A run that missed the cause's own expectation (e.g. a backend that never
+        # answered) says nothing about the cause: left out, and said so.
+        kept = [r for r in runs if r.verdict == "pass"] or runs
+        first = kept[0]
         out.append(
             Candidate(
                 scenario=name,
                 handler=first.handler,
                 title=scenario.title,
-                samples=[r.observed for r in sorted(runs, key=lambda r: r.repeat)],
+                samples=[r.observed for r in kept],
                 features=features_of(first),
                 wait=scaled_wait(scenario),
+                left_out=[f"run {r.repeat}: {r.observed.summary()}" for r in runs if r not in kept],
             )
         )
     return out

@@ -298,6 +298,9 @@ def catalog_candidates(driver: str, parallel: int | None, repeats: int, refresh:
         progress(f"running the catalog's {len(catalog.scenarios)} causes {repeats} times each on the {chosen.name} driver")
         results = run_scenarios(chosen, jobs, live=False)
     found = candidates.candidates_from(results, catalog)
+    for c in found:
+        for run in c.left_out:
+            progress(f"{c.scenario} {run}: not its expected fingerprint, left out of its samples")
     progress(f"cached for the next diagnosis: {candidates.store(key, found)}")
     return found
 
@@ -330,11 +333,12 @@ def diagnose(
         source = str(observed_path)
     else:
         assert url is not None
+        token = token_or_minted(token)
         observation = run_async(probe(url, token))
         observed, source = dx.observed_from_probe(observation), url
     found = catalog_candidates(driver, parallel, repeat, refresh)
     ranked = dx.rank(observed, found)
-    if url is not None and len(dx.tied(ranked)) > 1:
+    if url is not None and len(dx.explaining(ranked)) > 1:
         progress(f"causes tie on the fingerprint: following up on {url} (readiness, then a second probe)")
         follow = run_async(follow_up(url, token, ProbeOptions(), follow_up_wait))
         observed = dx.with_follow_up(observed, follow)
@@ -410,6 +414,16 @@ def validate(
 # ----------------------------------------------------------------------------- probe
 
 
+def token_or_minted(token: str | None) -> str | None:
+    """The token given, else one the running stack's auth service accepts (if a stack runs)."""
+    info = read_state()
+    if token is None and info is not None:
+        from replica.auth.tokens import mint_token
+
+        return mint_token(info.jwt_secret)
+    return token
+
+
 @app.command("probe")
 @cli_errors
 def probe_command(
@@ -425,10 +439,7 @@ def probe_command(
         if info is None or not info.backend_url:
             raise ConfigError("no --url given and no stack running: start one with `replica up` or pass --url")
         url = info.backend_url
-    if token is None and info is not None:
-        from replica.auth.tokens import mint_token
-
-        token = mint_token(info.jwt_secret)
+    token = token_or_minted(token)
     observation = run_async(probe(url, token, ProbeOptions(e2e_headers=e2e_headers)))
     out.print(report.debug_block(observation), highlight=False, markup=False)
     out.print(f"\nfingerprint: {observation.fingerprint.model_dump_json()}", highlight=False)

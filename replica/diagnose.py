@@ -62,6 +62,8 @@ class Candidate(BaseModel):
     samples: list[Fingerprint]
     features: dict[str, str] = {}
     wait: ScaledWait | None = None
+    #: Runs that missed the cause's own expectation, not counted as its samples.
+    left_out: list[str] = []
 
 
 class Observed(BaseModel):

@@ -196,6 +196,7 @@ def json_report(results: Iterable[RunResult], **extra: object) -> dict:
                 "repeat": r.repeat,
                 "expected": r.expected.model_dump(mode="json", exclude_none=True),
                 "observed": r.observed.model_dump(mode="json"),
+                "outcome": outcome_words(r.observed, baseline=r.name == r.scenario)[0],
                 "verdict": r.verdict,
                 "mismatches": r.mismatches,
                 "backend": {"ready": r.backend_ready, "detail": r.backend_detail, "startup_ms": r.backend_startup_ms},
