@@ -49,9 +49,10 @@ proxy_app = typer.Typer(no_args_is_help=True, help="The Toxiproxy-compatible fau
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(proxy_app, name="proxy")
 
-# Piped output (CI logs, files) gets room for the tables instead of Rich's 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 130)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+# Piped output (CI logs, files) gets room for the tables (a cause × seven fixes) instead of Rich's 80 columns.
+PIPED_WIDTH = 200
+out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 DRIVERS = ("local", "compose", "auto")
 T = TypeVar("T")
@@ -174,7 +175,7 @@ def reproduce(
         progress(f"running {len(jobs)} scenario runs on the {chosen.name} driver")
         results = run_scenarios(chosen, jobs, live=False)
         driver_name = chosen.name
-    seed = reproduced(results)
+    seed = reproduced(results, catalog)
     seed_result = next(r for r in results if r.name == SEED_SCENARIO)
     out.rule("[bold]staging-replica: reproduce 1011")
     out.print(report.debug_block(seed_result.observation), highlight=False, markup=False)
@@ -194,7 +195,7 @@ def reproduce(
         table.add_column(col)
     for e in explanations(results, catalog):
         source = "public record" if e.real_cause else "seed five-whys"
-        verdict = "[green]yes[/]" if e.explains else "[red]no[/]: " + "; ".join(d.split(":")[0] for d in e.differences)
+        verdict = "[green]yes[/]" if e.explains else "[red]no[/]: " + "; ".join(e.differences)
         table.add_row(e.scenario, source, e.result.observed.summary(), verdict)
     out.print(table)
     out.print(report.fix_matrix(results, causes))

@@ -164,10 +164,14 @@ def _value_text(field: str, value: Any) -> str:
     return str(value)
 
 
+def _span(lo: str, hi: str) -> str:
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def timing_text(lo: float, hi: float, wait: ScaledWait | None = None) -> str:
     if hi <= TIMING_SLACK_MS:
-        return f"immediately after accept ({lo:.0f}–{hi:.0f} ms)"
-    text = f"{lo / 1000:.2f}–{hi / 1000:.2f} s after accept"
+        return f"immediately after accept ({_span(f'{lo:.0f}', f'{hi:.0f}')} ms)"
+    text = f"{_span(f'{lo / 1000:.2f}', f'{hi / 1000:.2f}')} s after accept"
     if wait is not None:
         text += f", its {wait.what} scaled from {wait.real_ms / 1000:g} s in staging to {wait.local_ms / 1000:g} s"
     return text
