@@ -200,10 +200,12 @@ def reproduce(
     out.print(table)
     out.print(report.fix_matrix(results, causes))
     out.print("[dim]cells: what the staging test sees with that handler; ✓ the catalog expects it, ✗ it does not[/]")
-    out.print(report.criteria_matrix(criteria_by_handler(results), repeat))
+    criteria = criteria_by_handler(results)
+    out.print(report.criteria_matrix(criteria, repeat))
     report.print_failures(err, results)
     if json_path:
-        report.write_json(json_path, results, command="reproduce 1011", reproduced=seed is not None)
+        met = {handler: [c.model_dump() for c in found] for handler, found in criteria.items()}
+        report.write_json(json_path, results, command="reproduce 1011", reproduced=seed is not None, criteria=met)
     failed = sum(r.verdict == "fail" for r in results)
     out.print(f"{len(results) - failed} passed, {failed} failed ({driver_name} driver)")
     raise typer.Exit(0 if seed and not failed else 1)

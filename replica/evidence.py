@@ -26,17 +26,6 @@ _ZONE_STEP_S = 900
 _TICK_S = 0.001
 
 
-class LogRecord(BaseModel):
-    """One record of the backend's log; ``at`` reads its timestamp as if it were UTC."""
-
-    at: float
-    level: str
-    logger: str
-    message: str
-    exception_type: str | None = None
-    exception_message: str | None = None
-
-
 class ServerError(BaseModel):
     """An ERROR record or an exception the backend logged."""
 
@@ -50,6 +39,12 @@ class ServerError(BaseModel):
         """``ERROR replica.ws: WebSocket error: ... (TypeError)``."""
         kind = f" ({self.exception_type})" if self.exception_type else ""
         return f"{self.level} {self.logger}: {self.message}{kind}"
+
+
+class LogRecord(ServerError):
+    """One record of the backend's log (of any level); ``at`` reads its timestamp as if it were UTC."""
+
+    at: float
 
 
 class Evidence(BaseModel):

@@ -60,6 +60,8 @@ def test_reproduce_1011_shows_the_seed_failure_and_tells_causes_apart(tmp_path):
     assert runs["seed-1011@log-line-fix"]["outcome"] == "cured"
     assert runs["supervisor-missing@recommended"]["outcome"] == "refused 503"
     assert "Success criteria against the real cause (3 runs per handler)" in result.stdout
+    met = {handler: all(c["passed"] for c in found) for handler, found in report["criteria"].items()}
+    assert met == {v: v == "recommended" for v in ("incident", "seed-fix", "landed-fix", "log-line-fix", "fallback-handler", "startup-wait-5s", "recommended")}
     seed_runs = [r for r in report["scenarios"] if r["scenario"] == "seed-1011"]
     assert len(seed_runs) == 3 * 7 and all(r["flows"] is not None for r in seed_runs if r["observed"]["pong"])
 
