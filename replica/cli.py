@@ -400,6 +400,10 @@ def validate(
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
 ) -> None:
     """Check a handler against the seed's six success criteria, under the real cause."""
+    from replica.backend.handlers.variants import BUILTIN_HANDLERS
+
+    if ":" not in handler and handler not in BUILTIN_HANDLERS:
+        raise ConfigError(f"unknown handler {handler!r}: use one of {', '.join(BUILTIN_HANDLERS)} or package.module:function")
     report.check_writable(json_path)
     jobs = criteria_jobs(Catalog.load(), handler, repeat)
     with open_driver(driver, parallel) as chosen:

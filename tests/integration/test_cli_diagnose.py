@@ -186,3 +186,9 @@ def test_validate_checks_the_six_criteria(tmp_path):
     criteria = {c["key"]: c for c in json.loads(out.read_text())["criteria"]}
     assert criteria["no-1011"]["passed"] and criteria["e2e-flows"]["passed"]
     assert not criteria["test-001"]["passed"] and "no token → accepted" in criteria["test-001"]["detail"]
+
+
+def test_validate_refuses_an_unknown_variant_before_anything_starts(tmp_path):
+    result = run_replica("validate", "--handler", "landed-fxi", state_dir=tmp_path, timeout=60)
+    assert result.returncode == 2 and "unknown handler 'landed-fxi'" in result.stderr
+    assert "stack ready" not in result.stderr
