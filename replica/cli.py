@@ -32,6 +32,7 @@ from replica.reproduce import (
     SEED_SCENARIO,
     criteria_by_handler,
     criteria_jobs,
+    criteria_repeats,
     explanations,
     reproduce_jobs,
     reproduce_runs,
@@ -162,7 +163,7 @@ def reproduce(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
-    repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix for the success criteria"),
+    repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix for the success criteria (a fix that fails its first is not repeated)"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
     if code != "1011":
@@ -170,10 +171,13 @@ def reproduce(
     report.check_writable(json_path)
     catalog = Catalog.load()
     runs, causes = reproduce_runs(catalog)
-    jobs = reproduce_jobs(runs, repeat)
+    jobs = reproduce_jobs(runs)
     with open_driver(driver, parallel) as chosen:
         progress(f"running {len(jobs)} scenario runs on the {chosen.name} driver")
         results = run_scenarios(chosen, jobs, live=False)
+        again = criteria_repeats(runs, results, repeat)
+        progress(f"{len(again)} more runs of the real cause for the success criteria")
+        results += run_scenarios(chosen, again, live=False)
         driver_name = chosen.name
     seed = reproduced(results, catalog)
     seed_result = next(r for r in results if r.name == SEED_SCENARIO)
@@ -199,7 +203,7 @@ def reproduce(
         table.add_row(e.scenario, source, e.result.observed.summary(), verdict)
     out.print(table)
     out.print(report.fix_matrix(results, causes))
-    out.print("[dim]cells: what the staging test sees with that handler; ✓ the catalog expects it, ✗ it does not[/]")
+    out.print("[dim]cells: what the staging test sees with that handler; ✓ the catalog expects it, ✗ it does not; - not in the catalog[/]")
     criteria = criteria_by_handler(results)
     out.print(report.criteria_matrix(criteria, repeat))
     report.print_failures(err, results)
