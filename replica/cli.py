@@ -32,7 +32,6 @@ from replica.reproduce import (
     SEED_SCENARIO,
     criteria_by_handler,
     criteria_jobs,
-    criteria_repeats,
     explanations,
     reproduce_jobs,
     reproduce_runs,
@@ -163,7 +162,7 @@ def reproduce(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
-    repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix for the success criteria (a fix that fails its first is not repeated)"),
+    repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix expected to cure it, for the success criteria"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
     if code != "1011":
@@ -171,13 +170,10 @@ def reproduce(
     report.check_writable(json_path)
     catalog = Catalog.load()
     runs, causes = reproduce_runs(catalog)
-    jobs = reproduce_jobs(runs)
+    jobs = reproduce_jobs(runs, repeat)
     with open_driver(driver, parallel) as chosen:
         progress(f"running {len(jobs)} scenario runs on the {chosen.name} driver")
         results = run_scenarios(chosen, jobs, live=False)
-        again = criteria_repeats(runs, results, repeat)
-        progress(f"{len(again)} more runs of the real cause for the success criteria")
-        results += run_scenarios(chosen, again, live=False)
         driver_name = chosen.name
     seed = reproduced(results, catalog)
     seed_result = next(r for r in results if r.name == SEED_SCENARIO)

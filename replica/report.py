@@ -133,7 +133,7 @@ def fix_matrix(results: Iterable[RunResult], causes: list[str]) -> Table:
 
 def criteria_matrix(by_handler: dict[str, list[Criterion]], repeats: int) -> Table:
     """The six success criteria × handler: met or not, and what the repeats showed."""
-    title = f"Success criteria against the real cause ({repeats} runs per handler; a handler that fails its first is not repeated)"
+    title = f"Success criteria against the real cause ({repeats} runs of each fix expected to cure it, 1 of the others)"
     table = Table(title=title if repeats > 1 else "Success criteria against the real cause", title_justify="left")
     table.add_column("criterion")
     for handler in by_handler:

@@ -27,8 +27,7 @@ STAGING_OBSERVATION = Observed(
     }
 )
 SEED_SCENARIO = "seed-1011"
-#: Runs of the real cause per handler for the success criteria (the first is the fix table's;
-#: a handler whose first run fails is not repeated).
+#: Runs of the real cause per handler for the success criteria (the first is the fix table's).
 CRITERIA_REPEATS = 3
 
 
@@ -95,17 +94,13 @@ def reproduced(results: list[RunResult], catalog: Catalog) -> RunResult | None:
     return None
 
 
-def reproduce_jobs(runs: list[ScenarioRun]) -> list[Job]:
-    """Each run once; the real cause's with the E2E flows, for the success criteria."""
-    return [Job(r, 1, e2e_flows=r.scenario.name == SEED_SCENARIO) for r in runs]
-
-
-def criteria_repeats(runs: list[ScenarioRun], results: list[RunResult], repeats: int = CRITERIA_REPEATS) -> list[Job]:
-    """More runs of the real cause for each handler whose first run got its welcome and
-    pong; one that did not has failed the criteria already and is not repeated."""
-    served = {r.name for r in results if r.scenario == SEED_SCENARIO and r.repeat == 1 and r.observed.welcome and r.observed.pong}
-    again = [run for run in runs if run.name in served]
-    return [Job(run, i, e2e_flows=True) for i in range(2, repeats + 1) for run in again]
+def reproduce_jobs(runs: list[ScenarioRun], repeats: int = CRITERIA_REPEATS) -> list[Job]:
+    """Each run once, the real cause's with the E2E flows for the success criteria; those
+    the catalog expects to be served (welcome and pong) ``repeats`` times. A fix expected
+    to fail has failed the criteria on its first run and is not repeated."""
+    jobs = [Job(r, 1, e2e_flows=r.scenario.name == SEED_SCENARIO) for r in runs]
+    served = [r for r in runs if r.scenario.name == SEED_SCENARIO and r.expect.welcome and r.expect.pong]
+    return jobs + [Job(r, i, e2e_flows=True) for i in range(2, repeats + 1) for r in served]
 
 
 def criteria_jobs(catalog: Catalog, handler: str, repeats: int) -> list[Job]:

@@ -59,10 +59,10 @@ def test_reproduce_1011_shows_the_seed_failure_and_tells_causes_apart(tmp_path):
     assert runs["seed-1011@seed-fix"]["outcome"] == "still fails (1011 Internal error)"
     assert runs["seed-1011@log-line-fix"]["outcome"] == "cured"
     assert runs["supervisor-missing@recommended"]["outcome"] == "refused 503"
-    assert "Success criteria against the real cause (3 runs per handler" in result.stdout
+    assert "Success criteria against the real cause (3 runs of each fix expected to cure it" in result.stdout
     met = {handler: all(c["passed"] for c in found) for handler, found in report["criteria"].items()}
     assert met == {v: v == "recommended" for v in ("incident", "seed-fix", "landed-fix", "log-line-fix", "fallback-handler", "startup-wait-5s", "recommended")}
-    # The fixes that serve the first run are run three times; the others failed on their first.
+    # The fixes expected to cure the real cause run three times; the others fail on their first.
     seed_runs = [r for r in report["scenarios"] if r["scenario"] == "seed-1011"]
     assert sorted(r["handler"] for r in seed_runs if r["repeat"] > 1) == sorted(["landed-fix", "log-line-fix", "recommended"] * 2)
     assert all(r["flows"] is not None for r in seed_runs if r["observed"]["pong"])

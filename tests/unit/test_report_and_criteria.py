@@ -122,3 +122,17 @@ def test_the_cache_is_keyed_by_catalog_and_code_and_survives_a_round_trip(tmp_pa
     assert path.stat().st_mode & 0o777 == 0o600
     path.write_text("{garbage")
     assert candidates.load_cached(key) is None
+
+
+def test_reproduce_repeats_the_real_cause_for_the_fixes_expected_to_cure_it():
+    from collections import Counter
+
+    from replica.reproduce import reproduce_jobs, reproduce_runs
+
+    runs, causes = reproduce_runs(Catalog.load())
+    jobs = reproduce_jobs(runs, 3)
+    seed = Counter(j.run.handler for j in jobs if j.run.scenario.name == "seed-1011")
+    assert seed == {"incident": 1, "seed-fix": 1, "fallback-handler": 1, "startup-wait-5s": 1,
+                    "landed-fix": 3, "log-line-fix": 3, "recommended": 3}
+    assert all(j.e2e_flows == (j.run.scenario.name == "seed-1011") for j in jobs)
+    assert causes[0] == "seed-1011" and len(jobs) == len(runs) + 6
