@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,10 +29,22 @@ from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, st
 from replica.errors import ConfigError, ReplicaError
 from replica.generic_catalog import project_runs
 from replica.project import load_project
-from replica.probe import ProbeOptions, probe
-from replica.reproduce import SEED_SCENARIO, explanations, reproduce_runs, reproduced
-from replica.runner import RunResult, run_many
+from replica.probe import ProbeOptions, follow_up, probe
+from replica.reproduce import (
+    CRITERIA_REPEATS,
+    SEED_SCENARIO,
+    criteria_by_handler,
+    criteria_jobs,
+    explanations,
+    reproduce_jobs,
+    reproduce_runs,
+    reproduced,
+)
+from replica.runner import Job, RunResult, repeated, run_jobs
 from replica.scenarios import Catalog, builtin_backend
+
+if TYPE_CHECKING:
+    from replica.diagnose import Candidate, Observed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local staging replica with fault injection.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="The scenario catalog.")
@@ -39,9 +52,10 @@ proxy_app = typer.Typer(no_args_is_help=True, help="The Toxiproxy-compatible fau
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(proxy_app, name="proxy")
 
-# Piped output (CI logs, files) gets room for the tables instead of Rich's 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 130)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+# Piped output (CI logs, files) gets room for the tables (a cause × seven fixes) instead of Rich's 80 columns.
+PIPED_WIDTH = 200
+out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 DRIVERS = ("local", "compose", "auto")
 T = TypeVar("T")
@@ -120,8 +134,8 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
         yield driver
 
 
-def run_scenarios(driver: Driver, runs, repeat: int = 1, *, live: bool = True) -> list[RunResult]:
-    total = len(runs) * repeat
+def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list[RunResult]:
+    total = len(jobs)
     done = 0
 
     def show(result: RunResult) -> None:
@@ -131,7 +145,7 @@ def run_scenarios(driver: Driver, runs, repeat: int = 1, *, live: bool = True) -
             mark = "[green]pass[/]" if result.verdict == "pass" else "[bold red]FAIL[/]"
             err.print(f"[dim]{done:>4}/{total}[/] {mark} {result.name} [dim]{result.observed.summary()}[/]", highlight=False)
 
-    return run_async(run_many(driver, runs, repeat=repeat, on_result=show))
+    return run_async(run_jobs(driver, jobs, on_result=show))
 
 
 # ----------------------------------------------------------------------------- reproduce
@@ -144,17 +158,20 @@ def reproduce(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix expected to cure it, for the success criteria"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
     if code != "1011":
         raise ConfigError(f"only 1011 can be reproduced so far (got {code!r})")
+    report.check_writable(json_path)
     catalog = Catalog.load()
     runs, causes = reproduce_runs(catalog)
+    jobs = reproduce_jobs(runs, repeat)
     with open_driver(driver, parallel) as chosen:
-        progress(f"running {len(runs)} scenario runs on the {chosen.name} driver")
-        results = run_scenarios(chosen, runs, live=False)
+        progress(f"running {len(jobs)} scenario runs on the {chosen.name} driver")
+        results = run_scenarios(chosen, jobs, live=False)
         driver_name = chosen.name
-    seed = reproduced(results)
+    seed = reproduced(results, catalog)
     seed_result = next(r for r in results if r.name == SEED_SCENARIO)
     out.rule("[bold]staging-replica: reproduce 1011")
     out.print(report.debug_block(seed_result.observation), highlight=False, markup=False)
@@ -165,6 +182,8 @@ def reproduce(
             f'"{seed.observed.close_reason}", no welcome, {seed.observed.close_after_ms:.0f} ms after accept '
             "(staging: 1011 \"Internal error\" after 63 ms)."
         )
+        for line in report.evidence_lines(seed):
+            out.print("  " + line, markup=False, highlight=False)
     else:
         out.print(f"[bold red]Not reproduced[/]: {SEED_SCENARIO} gave {seed_result.observed.summary()}")
     table = Table(title="Which hypothesis explains what staging saw", title_justify="left")
@@ -172,14 +191,17 @@ def reproduce(
         table.add_column(col)
     for e in explanations(results, catalog):
         source = "public record" if e.real_cause else "seed five-whys"
-        verdict = "[green]yes[/]" if e.explains else "[red]no[/]: " + "; ".join(d.split(":")[0] for d in e.differences)
+        verdict = "[green]yes[/]" if e.explains else "[red]no[/]: " + "; ".join(e.differences)
         table.add_row(e.scenario, source, e.result.observed.summary(), verdict)
     out.print(table)
     out.print(report.fix_matrix(results, causes))
-    out.print("[dim]cells: what the staging test sees with that handler; ✓ = as the scenario expects[/]")
+    out.print("[dim]cells: what the staging test sees with that handler; ✓ the catalog expects it, ✗ it does not; - not in the catalog[/]")
+    criteria = criteria_by_handler(results)
+    out.print(report.criteria_matrix(criteria, repeat))
     report.print_failures(err, results)
     if json_path:
-        report.write_json(json_path, results, command="reproduce 1011", reproduced=seed is not None)
+        met = {handler: [c.model_dump() for c in found] for handler, found in criteria.items()}
+        report.write_json(json_path, results, command="reproduce 1011", reproduced=seed is not None, criteria=met)
     failed = sum(r.verdict == "fail" for r in results)
     out.print(f"{len(results) - failed} passed, {failed} failed ({driver_name} driver)")
     raise typer.Exit(0 if seed and not failed else 1)
@@ -216,6 +238,7 @@ def scenarios_run(
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
 ) -> None:
     """Run scenarios and compare each fingerprint with its expectation."""
+    report.check_writable(json_path)
     catalog = Catalog.load()
     if all_ == bool(names):
         raise ConfigError("name scenarios or pass --all (not both)")
@@ -226,7 +249,7 @@ def scenarios_run(
     else:
         runs = catalog.select(list(names or []), handler)
     with open_driver(driver, parallel) as chosen:
-        results = run_scenarios(chosen, runs, repeat)
+        results = run_scenarios(chosen, repeated(runs, repeat))
     out.print(report.results_table(results))
     report.print_failures(err, results)
     if json_path:
@@ -236,7 +259,175 @@ def scenarios_run(
     raise typer.Exit(1 if failed else 0)
 
 
+# ----------------------------------------------------------------------------- diagnose
+
+
+def read_observed(path: Path) -> "Observed":
+    """The observation in a file: what `replica probe --json` wrote, or a bare fingerprint."""
+    from pydantic import ValidationError
+
+    from replica.diagnose import observed_from_json
+
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        return observed_from_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {first['msg']} (expected `replica probe --json` output or a fingerprint object)") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def catalog_candidates(driver: str, parallel: int | None, repeats: int, refresh: bool) -> list["Candidate"]:
+    """The catalog's causes as run locally: from the cache, or run now and cached."""
+    from replica import candidates
+
+    chosen_name = "compose" if driver == "auto" and compose_available() else ("local" if driver == "auto" else driver)
+    key = candidates.cache_key(repeats, chosen_name)
+    cached = None if refresh else candidates.load_cached(key)
+    if cached is not None:
+        progress(f"causes as run before (cached: {candidates.cache_path(key)})")
+        return cached
+    catalog = Catalog.load()
+    jobs = candidates.cause_jobs(catalog, repeats)
+    with open_driver(chosen_name, parallel) as chosen:
+        progress(f"running the catalog's {len(catalog.scenarios)} causes {repeats} times each on the {chosen.name} driver")
+        results = run_scenarios(chosen, jobs, live=False)
+    found = candidates.candidates_from(results, catalog)
+    for c in found:
+        for run in c.left_out:
+            progress(f"{c.scenario} {run}: not its expected fingerprint, left out of its samples")
+    progress(f"cached for the next diagnosis: {candidates.store(key, found)}")
+    return found
+
+
+@app.command()
+@cli_errors
+def diagnose(
+    observed_path: Optional[Path] = typer.Option(
+        None, "--observed", help="what `replica probe --json` wrote, or a fingerprint object typed from a dashboard"
+    ),
+    url: Optional[str] = typer.Option(None, help="probe this URL first (and follow up when causes tie)"),
+    token: Optional[str] = typer.Option(None, envvar="REPLICA_TOKEN", help="JWT for --url"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the ranking as JSON to this file"),
+    repeat: int = typer.Option(5, min=2, help="runs per cause; their spread sets each cause's timing range"),
+    refresh: bool = typer.Option(False, help="run the causes again even when cached"),
+    follow_up_wait: float = typer.Option(10.0, min=0, max=600, help="with --url: seconds to wait for /health/ready before probing again"),
+    driver: str = typer.Option("local", help="local | compose | auto"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+) -> None:
+    """Which cause of the catalog explains an observed failure, best first."""
+    from replica import diagnose as dx
+
+    if (observed_path is None) == (url is None):
+        raise ConfigError("give --observed FILE or --url URL (exactly one)")
+    if driver not in DRIVERS:
+        raise ConfigError(f"unknown driver {driver!r} (choose from {', '.join(DRIVERS)})")
+    report.check_writable(json_path)
+    if observed_path is not None:
+        observed = read_observed(observed_path)
+        source = str(observed_path)
+    else:
+        assert url is not None
+        token = token_or_minted(token)
+        observation = run_async(probe(url, token))
+        observed, source = dx.observed_from_probe(observation), url
+    found = catalog_candidates(driver, parallel, repeat, refresh)
+    ranked = dx.rank(observed, found)
+    if url is not None and len(dx.explaining(ranked)) > 1:
+        progress(f"causes tie on the fingerprint: following up on {url} (readiness, then a second probe)")
+        follow = run_async(follow_up(url, token, ProbeOptions(), follow_up_wait))
+        observed = dx.with_follow_up(observed, follow)
+        ranked = dx.rank(observed, found)
+    out.print(f"[bold]Observed[/] ({source}): {observed.summary()}", highlight=False)
+    for name, value in observed.features.items():
+        out.print(f"  {dx.FEATURES[name]}: {value}", highlight=False, markup=False)
+    out.print(report.diagnosis_table(ranked))
+    explaining, tied = dx.explaining(ranked), dx.tied(ranked)
+    apart = dx.tells_apart([c for c in found if c.scenario in {t.scenario for t in explaining}])
+    if not explaining:
+        best = ranked[0]
+        out.print(
+            "[bold red]Not explained by anything in the catalog.[/] "
+            f"Nearest: {best.scenario} (score {best.score:.2f}), which differs in "
+            + "; ".join(m.text for m in best.mismatches),
+            highlight=False,
+        )
+    elif len(tied) == 1:
+        out.print(f"[bold green]Explained by[/] {tied[0].scenario}: {tied[0].title}", highlight=False)
+        if len(explaining) > 1:
+            others = ", ".join(r.scenario for r in explaining if r is not tied[0])
+            out.print(f"  (same fingerprint as {others}; it also shows the observed " + ", ".join(dx.FEATURES[f] for f in tied[0].agreeing) + ")")
+    else:
+        out.print(f"[bold yellow]Explained equally by[/] {', '.join(r.scenario for r in tied)}: the fingerprint cannot tell them apart.")
+    if len(explaining) > 1 and apart:
+        out.print("What tells them apart:")
+        for feature, values in apart.items():
+            out.print(f"  {dx.FEATURES[feature]}:", highlight=False)
+            for scenario, value in values.items():
+                out.print(f"    {scenario}: {value}", highlight=False, markup=False)
+        if url is None and len(tied) > 1:
+            out.print("[dim]Run `replica diagnose --url URL` against the live system to follow up (readiness, a second probe).[/]")
+    if json_path:
+        document = {
+            "observed": observed.fingerprint,
+            "observed_features": observed.features,
+            "candidates": [dict(r.model_dump(exclude={"mismatches"}), mismatches=[dict(m.model_dump(), text=m.text) for m in r.mismatches]) for r in ranked],
+            "explained_by": [r.scenario for r in tied],
+            "tells_apart": apart,
+        }
+        report.write_text(json_path, json.dumps(document, indent=2) + "\n")
+    raise typer.Exit(0 if explaining else 1)
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+@app.command()
+@cli_errors
+def validate(
+    handler: str = typer.Option(..., help="a variant or module:function (imported from the current directory)"),
+    repeat: int = typer.Option(10, min=1, help="runs against the real cause"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs and the criteria as JSON to this file"),
+    driver: str = typer.Option("local", help="local | compose | auto"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+) -> None:
+    """Check a handler against the seed's six success criteria, under the real cause."""
+    from replica.backend.handlers.variants import BUILTIN_HANDLERS
+
+    if ":" not in handler and handler not in BUILTIN_HANDLERS:
+        raise ConfigError(f"unknown handler {handler!r}: use one of {', '.join(BUILTIN_HANDLERS)} or package.module:function")
+    report.check_writable(json_path)
+    jobs = criteria_jobs(Catalog.load(), handler, repeat)
+    with open_driver(driver, parallel) as chosen:
+        results = run_scenarios(chosen, jobs)
+    by_handler = criteria_by_handler(results)
+    out.print(report.criteria_matrix(by_handler, repeat))
+    met = all(c.passed for c in by_handler[handler])
+    if json_path:
+        criteria = [c.model_dump() for c in by_handler[handler]]
+        report.write_json(json_path, results, command=f"validate --handler {handler}", criteria=criteria, met=met)
+    out.print(f"{handler}: " + ("[green]every criterion met[/]" if met else "[red]criteria not met[/]"))
+    raise typer.Exit(0 if met else 1)
+
+
 # ----------------------------------------------------------------------------- probe
+
+
+def token_or_minted(token: str | None) -> str | None:
+    """The token given, else one the running stack's auth service accepts (if a stack runs)."""
+    info = read_state()
+    if token is None and info is not None:
+        from replica.auth.tokens import mint_token
+
+        return mint_token(info.jwt_secret)
+    return token
 
 
 @app.command("probe")
@@ -248,20 +439,18 @@ def probe_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the observation as JSON"),
 ) -> None:
     """Connect like the staging test and print what a client sees."""
+    report.check_writable(json_path)
     info = read_state()
     if url is None:
         if info is None or not info.backend_url:
             raise ConfigError("no --url given and no stack running: start one with `replica up` or pass --url")
         url = info.backend_url
-    if token is None and info is not None:
-        from replica.auth.tokens import mint_token
-
-        token = mint_token(info.jwt_secret)
+    token = token_or_minted(token)
     observation = run_async(probe(url, token, ProbeOptions(e2e_headers=e2e_headers)))
     out.print(report.debug_block(observation), highlight=False, markup=False)
     out.print(f"\nfingerprint: {observation.fingerprint.model_dump_json()}", highlight=False)
     if json_path:
-        json_path.write_text(observation.model_dump_json(indent=2) + "\n")
+        report.write_text(json_path, observation.model_dump_json(indent=2) + "\n")
     raise typer.Exit(0 if observation.fingerprint.welcome and observation.fingerprint.pong else 1)
 
 

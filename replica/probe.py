@@ -55,6 +55,9 @@ class ProbeOptions(BaseModel):
     open_timeout_s: float = 10.0
     welcome_timeout_s: float = 10.0
     pong_timeout_s: float = 5.0
+    #: After the pong: a ``user_message`` (agent events until ``agent_completed``) and a ``heartbeat``.
+    e2e_flows: bool = False
+    flow_timeout_s: float = 5.0
 
 
 class TimelineEvent(BaseModel):
@@ -63,12 +66,29 @@ class TimelineEvent(BaseModel):
     detail: str = ""
 
 
+class Flows(BaseModel):
+    """The staging suite's other WebSocket flows, run after the pong."""
+
+    #: Types of the agent events a ``user_message`` got, up to ``agent_completed`` or an error.
+    agent_events: list[str] = []
+    heartbeat_ack: bool = False
+
+    @property
+    def agent_completed(self) -> bool:
+        return bool(self.agent_events) and self.agent_events[0] == "agent_started" and self.agent_events[-1] == "agent_completed"
+
+
 class Observation(BaseModel):
     """Everything the probe saw: the fingerprint and how it got there."""
 
     base_url: str
     url: str
     fingerprint: Fingerprint
+    #: Wall clock (epoch seconds) at the timeline's 0.
+    started_at: float = 0.0
+    #: From the connect to the welcome.
+    welcome_ms: float | None = None
+    flows: Flows | None = None
     health_status: int | None = None
     no_token_handshake: str | None = None
     headers_sent: int = 0
@@ -90,6 +110,7 @@ def ws_url(base_url: str) -> str:
 @dataclass
 class _Recorder:
     start: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
     events: list[TimelineEvent] = field(default_factory=list)
 
     def now_ms(self) -> float:
@@ -99,6 +120,10 @@ class _Recorder:
         t = self.now_ms()
         self.events.append(TimelineEvent(t_ms=round(t, 2), event=event, detail=detail))
         return t
+
+    def wall(self, t_ms: float) -> float:
+        """Epoch seconds of a timeline time."""
+        return self.started_at + t_ms / 1000
 
 
 def _handshake_failure(exc: BaseException) -> str:
@@ -160,6 +185,22 @@ async def _await_type(ws: ClientConnection, timeout: float, accept, rec: _Record
     return False
 
 
+AGENT_END = ("agent_completed", "agent_error", "error_message")
+
+
+async def _flows(ws: ClientConnection, options: ProbeOptions, rec: _Recorder, messages: list) -> Flows:
+    """A ``user_message`` through an agent, then a ``heartbeat``."""
+    await ws.send(json.dumps({"type": "user_message", "data": {"content": "replica end-to-end check"}}))
+    rec.add("user_message_sent")
+    seen = len(messages)
+    await _await_type(ws, options.flow_timeout_s, lambda m: m.get("type") in AGENT_END, rec, messages)
+    events = [str(m.get("type")) for m in messages[seen:] if str(m.get("type")).startswith(("agent_", "tool_"))]
+    await ws.send(json.dumps({"type": "heartbeat"}))
+    rec.add("heartbeat_sent")
+    ack = await _await_type(ws, options.flow_timeout_s, lambda m: m.get("type") == "heartbeat_ack", rec, messages)
+    return Flows(agent_events=events, heartbeat_ack=ack)
+
+
 async def probe(base_url: str, token: str | None, options: ProbeOptions | None = None) -> Observation:
     """Run the staging test's steps against ``base_url`` (``http(s)://host:port``)."""
     options = options or ProbeOptions()
@@ -201,6 +242,7 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
             base_url=base_url,
             url=url,
             fingerprint=Fingerprint(handshake=outcome),
+            started_at=rec.started_at,
             health_status=health_status,
             no_token_handshake=no_token,
             headers_sent=len(headers),
@@ -208,14 +250,18 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
             timeline=rec.events,
         )
     t_accept = rec.add("handshake", ACCEPTED)
+    t_welcome: float | None = None
+    flows: Flows | None = None
     try:
         welcome = await _await_type(ws, options.welcome_timeout_s, is_welcome, rec, messages)
-        rec.add("welcome" if welcome else "welcome_timeout")
+        t_welcome = rec.add("welcome" if welcome else "welcome_timeout")
         if welcome:
             await ws.send(json.dumps({"type": "ping", "timestamp": time.time()}))
             rec.add("ping_sent")
             pong = await _await_type(ws, options.pong_timeout_s, lambda m: m.get("type") == "pong", rec, messages)
             rec.add("pong" if pong else "pong_timeout")
+            if pong and options.e2e_flows:
+                flows = await _flows(ws, options, rec, messages)
     except ConnectionClosed as exc:
         t_close = rec.now_ms()
         close = _close_of(exc)
@@ -235,6 +281,9 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
         base_url=base_url,
         url=url,
         fingerprint=fingerprint,
+        started_at=rec.started_at,
+        welcome_ms=round(t_welcome - t_connect, 1) if welcome and t_welcome is not None else None,
+        flows=flows,
         health_status=health_status,
         no_token_handshake=no_token,
         headers_sent=len(headers),
@@ -243,3 +292,59 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
         messages=messages,
         connect_ms=round(t_accept - t_connect, 1),
     )
+
+
+def connect_time(observation: Observation) -> float:
+    """Epoch seconds when the probe's connection with a token began."""
+    t = next((e.t_ms for e in observation.timeline if e.event == "connect"), 0.0)
+    return observation.started_at + t / 1000
+
+
+# ----------------------------------------------------------------------------- follow-up
+
+
+class FollowUp(BaseModel):
+    """A second look after the first probe: readiness, then the same probe again."""
+
+    #: ``/health/ready`` right after the first probe (None: no answer).
+    ready_status: int | None = None
+    #: ``/health/ready`` when the second probe started.
+    ready_status_later: int | None = None
+    second: Fingerprint | None = None
+
+    def ready_text(self) -> str:
+        def word(code: int | None) -> str:
+            return {None: "no answer", 200: "ready", 404: "absent"}.get(code, f"not ready ({code})")
+
+        return word(self.ready_status) + ("" if self.ready_status_later == self.ready_status else f" → {word(self.ready_status_later)}")
+
+
+async def _ready_status(http: httpx.AsyncClient, base_url: str) -> int | None:
+    try:
+        return (await http.get(base_url.rstrip("/") + "/health/ready")).status_code
+    except httpx.HTTPError:
+        return None
+
+
+READY_POLL_S = 0.1
+#: A readiness endpoint answers at once or not at all.
+READY_TIMEOUT_S = 1.0
+
+
+async def follow_up(
+    base_url: str, token: str | None, options: ProbeOptions, wait_s: float, *, again: bool = True
+) -> FollowUp:
+    """``/health/ready`` now; with ``again``, once it answers 200 or ``wait_s`` has passed,
+    the same probe again (not when the server never answered: it would show nothing new)."""
+    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S, verify=client_ssl_context()) as http:
+        first = later = await _ready_status(http, base_url)
+        if not again:
+            return FollowUp(ready_status=first, ready_status_later=first)
+        deadline = time.monotonic() + wait_s
+        while later != 200 and time.monotonic() < deadline:
+            await asyncio.sleep(READY_POLL_S)  # a bounded poll of the backend's readiness
+            later = await _ready_status(http, base_url)
+    if first is None and later is None:
+        return FollowUp()
+    second = await probe(base_url, token, options.model_copy(update={"check_no_token": False, "e2e_flows": False}))
+    return FollowUp(ready_status=first, ready_status_later=later, second=second.fingerprint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -10,11 +11,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from replica import criteria
+from replica.backend.handlers.variants import VARIANTS
+from replica.criteria import Criterion
+from replica.diagnose import Ranked
+from replica.errors import ConfigError
+from replica.evidence import frame_summary
 from replica.fingerprint import ACCEPTED, Fingerprint
 from replica.probe import Observation
 from replica.runner import RunResult
-
-VARIANTS = ("incident", "seed-fix", "landed-fix", "recommended")
 
 
 def debug_block(observation: Observation, *, title: str = "WEBSOCKET DEBUG") -> str:
@@ -60,15 +65,29 @@ def debug_block(observation: Observation, *, title: str = "WEBSOCKET DEBUG") -> 
     return "\n".join(lines)
 
 
-def outcome_text(fp: Fingerprint) -> Text:
-    """A short, coloured cell: green when the client is served or told to retry, red on 1011/1006."""
+def outcome_words(fp: Fingerprint, *, baseline: bool = False) -> tuple[str, str]:
+    """What a fix-table cell says, and its colour: *cured* (*passes* without a fix),
+    *refused 503*, *retry later (1013 ...)*, *still fails (reason)* (*fails* without a fix)."""
+    if fp.handshake == ACCEPTED and fp.welcome and fp.pong and fp.close_code is None:
+        return ("passes" if baseline else "cured"), "green"
+    if fp.handshake in ("http_503", "http_403"):
+        return f"refused {fp.handshake.removeprefix('http_')}", "yellow"
+    if fp.close_code == 1013:
+        return f"retry later (1013 {fp.close_reason})", "yellow"
     if fp.handshake != ACCEPTED:
-        style = "yellow" if fp.handshake in ("http_503", "http_403") else "red"
-        return Text(f"refused {fp.handshake.removeprefix('http_')}", style=style)
-    if fp.close_code is None:
-        return Text("welcome + pong" if fp.pong else ("welcome" if fp.welcome else "open, silent"), style="green" if fp.pong else "yellow")
-    by = " (client)" if fp.closed_by == "client" else ""
-    return Text(f"{fp.close_code} {fp.close_reason}{by}", style="red" if fp.close_code in (1011, 1006) else "yellow")
+        reason = fp.handshake.replace("http_", "HTTP ")
+    elif fp.close_code is not None:
+        reason = f"{fp.close_code} {fp.close_reason}".strip()
+        reason += " from the client" if fp.closed_by == "client" else ""
+        reason += " after the welcome" if fp.welcome else ""
+    else:
+        reason = "no pong" if fp.welcome else "no welcome"
+    return f"{'fails' if baseline else 'still fails'} ({reason})", "red"
+
+
+def expectation_mark(result: RunResult) -> Text:
+    """Whether a run's outcome is the one the catalog expects: a separate mark from what it means."""
+    return Text("✓", style="green") if result.verdict == "pass" else Text("✗ unexpected", style="bold red")
 
 
 def verdict_mark(result: RunResult) -> Text:
@@ -85,20 +104,73 @@ def results_table(results: Iterable[RunResult], title: str = "Scenario runs") ->
     return table
 
 
+def fix_columns() -> list[str]:
+    """The fix table's columns: every built-in variant, in the registry's order."""
+    return [v.name for v in VARIANTS]
+
+
 def fix_matrix(results: Iterable[RunResult], causes: list[str]) -> Table:
-    """Cause × handler variant: what the client sees, and whether it matched the expectation."""
-    cells = {(r.scenario, r.handler): r for r in results}
-    table = Table(title="Which fix cures which cause (what the staging test would see)", title_justify="left")
-    table.add_column("cause")
-    for v in VARIANTS:
+    """Cause × handler variant: what the staging test sees, and (a separate mark)
+    whether that is what the catalog expects."""
+    cells = {(r.scenario, r.handler): r for r in results if r.repeat == 1}
+    columns = [v for v in fix_columns() if any((c, v) in cells for c in causes)]
+    table = Table(title="Which fix cures which cause (what the staging test sees)", title_justify="left")
+    table.add_column("cause", no_wrap=True)
+    for v in columns:
         table.add_column(v)
     for cause in causes:
         row: list[Text | str] = [cause]
-        for v in VARIANTS:
+        for v in columns:
             r = cells.get((cause, v))
-            row.append(Text("-") if r is None else Text.assemble(outcome_text(r.observed), " ", verdict_mark(r)))
+            if r is None:
+                row.append(Text("-"))
+                continue
+            words, style = outcome_words(r.observed, baseline=r.name == r.scenario)
+            row.append(Text.assemble(Text(words, style=style), " ", expectation_mark(r)))
         table.add_row(*row)
     return table
+
+
+def criteria_matrix(by_handler: dict[str, list[Criterion]], repeats: int) -> Table:
+    """The six success criteria × handler: met or not, and what the repeats showed."""
+    title = f"Success criteria against the real cause ({repeats} runs of each fix expected to cure it, 1 of the others)"
+    table = Table(title=title if repeats > 1 else "Success criteria against the real cause", title_justify="left")
+    table.add_column("criterion")
+    for handler in by_handler:
+        table.add_column(handler)
+    for index, (_key, title) in enumerate(criteria.TITLES):
+        row: list[Text | str] = [title]
+        for results in by_handler.values():
+            c = results[index]
+            row.append(Text("met " + c.detail, style="green") if c.passed else Text("NOT met " + c.detail, style="red"))
+        table.add_row(*row)
+    return table
+
+
+def diagnosis_table(ranked: list[Ranked]) -> Table:
+    """Candidates best first: score, whether each explains the observation, and how it differs."""
+    table = Table(title="Causes of the catalog, best explanation first", title_justify="left")
+    for col in ("#", "cause", "score", "explains it?", "differs from the observation (this cause vs observed)"):
+        table.add_column(col, no_wrap=col in ("#", "cause", "score"))
+    for index, r in enumerate(ranked, 1):
+        if r.matches:
+            verdict, detail = Text("yes", style="bold green"), Text("; ".join(r.notes), style="dim")
+        else:
+            verdict, detail = Text("no", style="red"), Text("; ".join(m.text for m in r.mismatches))
+        table.add_row(str(index), r.scenario, f"{r.score:.2f}", verdict, detail)
+    return table
+
+
+def evidence_lines(result: RunResult) -> list[str]:
+    """The server's side of a run: its errors, the frames before the close, the no-token outcome."""
+    lines = [f"server logged: {e.line()}" for e in result.evidence.server_errors]
+    for e in result.evidence.server_errors:
+        if e.exception_type:
+            lines.append(f"  exception: {e.exception_type}: {e.exception_message}")
+    lines += [f"client received: {frame_summary(f)}" for f in result.evidence.frames if f.get("type") == "error_message"]
+    if result.evidence.no_token is not None:
+        lines.append(f"connection without a token: {result.evidence.no_token}")
+    return lines
 
 
 def print_failures(console: Console, results: Iterable[RunResult]) -> None:
@@ -107,8 +179,10 @@ def print_failures(console: Console, results: Iterable[RunResult]) -> None:
             console.print(f"[bold red]FAIL[/] {r.name} (handler {r.handler}, run {r.repeat}): " + "; ".join(r.mismatches))
             if not r.backend_ready:
                 console.print(f"  backend: {r.backend_detail}")
+            for line in evidence_lines(r):
+                console.print("  " + line, markup=False, highlight=False)
             if r.backend_log:
-                console.print("  backend log (last lines):\n    " + r.backend_log.strip().replace("\n", "\n    "), markup=False)
+                console.print("  backend log (last lines):\n    " + "\n    ".join(r.backend_log.strip().splitlines()[-40:]), markup=False)
 
 
 def json_report(results: Iterable[RunResult], **extra: object) -> dict:
@@ -123,15 +197,40 @@ def json_report(results: Iterable[RunResult], **extra: object) -> dict:
                 "repeat": r.repeat,
                 "expected": r.expected.model_dump(mode="json", exclude_none=True),
                 "observed": r.observed.model_dump(mode="json"),
+                "outcome": outcome_words(r.observed, baseline=r.name == r.scenario)[0],
                 "verdict": r.verdict,
                 "mismatches": r.mismatches,
                 "backend": {"ready": r.backend_ready, "detail": r.backend_detail, "startup_ms": r.backend_startup_ms},
                 "duration_ms": r.duration_ms,
+                "welcome_ms": r.observation.welcome_ms,
+                "flows": r.observation.flows.model_dump() if r.observation.flows else None,
+                "evidence": r.evidence.model_dump(mode="json"),
+                "follow_up": r.follow_up.model_dump(mode="json") if r.follow_up else None,
                 "timeline": [e.model_dump() for e in r.observation.timeline],
             }
         )
     return {"scenarios": entries, **extra}
 
 
+def check_writable(path: Path | None) -> None:
+    """Refuse, before anything starts, a report path that cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"cannot write the report to {path}: it is a directory (give a file name)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write the report to {path}: directory {parent} does not exist")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ConfigError(f"cannot write the report to {path}: permission denied (choose another path)")
+
+
+def write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {path}: {exc.strerror}") from exc
+
+
 def write_json(path: Path, results: Iterable[RunResult], **extra: object) -> None:
-    path.write_text(json.dumps(json_report(results, **extra), indent=2) + "\n")
+    write_text(path, json.dumps(json_report(results, **extra), indent=2) + "\n")

@@ -7,20 +7,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replica.fingerprint import Expectation, Range
-from replica.runner import RunResult
+from replica.backend.handlers.variants import BUILTIN_HANDLERS
+from replica.candidates import scaled_wait
+from replica.criteria import Criterion, evaluate
+from replica.diagnose import Candidate, Observed, judge
+from replica.runner import Job, RunResult
 from replica.scenarios import Catalog, ScenarioRun
 
 #: What the staging debug script saw (seed file): accepted, no welcome, 1011
-#: "Internal error" 63 ms after connect. Any run within 200 ms counts as the same.
-STAGING_OBSERVATION = Expectation(
-    handshake="accepted",
-    welcome=False,
-    close_code=1011,
-    close_reason="Internal error",
-    close_after_ms=Range(max=200),
+#: "Internal error" 63 ms after connect. Timing is judged as diagnosis judges it.
+STAGING_OBSERVATION = Observed(
+    fingerprint={
+        "handshake": "accepted",
+        "welcome": False,
+        "close_code": 1011,
+        "close_reason": "Internal error",
+        "close_after_ms": 63,
+        "pong": False,
+    }
 )
 SEED_SCENARIO = "seed-1011"
+#: Runs of the real cause per handler for the success criteria (the first is the fix table's).
+CRITERIA_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,15 @@ def reproduce_runs(catalog: Catalog) -> tuple[list[ScenarioRun], list[str]]:
     return runs, causes
 
 
+def staging_differences(result: RunResult, catalog: Catalog) -> list[str]:
+    """How a run differs from what staging saw, in values (empty: it explains it)."""
+    scenario = catalog.scenarios[result.scenario]
+    candidate = Candidate(
+        scenario=scenario.name, handler=result.handler, title=scenario.title, samples=[result.observed], wait=scaled_wait(scenario)
+    )
+    return [m.text for m in judge(STAGING_OBSERVATION, candidate).mismatches]
+
+
 def explanations(results: list[RunResult], catalog: Catalog) -> list[Explanation]:
     """For each cause, as run with the incident's handler: does it explain what staging saw?"""
     out = []
@@ -62,16 +79,41 @@ def explanations(results: list[RunResult], catalog: Catalog) -> list[Explanation
                 real_cause=scenario.real_cause,
                 seed_hypothesis=scenario.seed_hypothesis,
                 result=r,
-                differences=STAGING_OBSERVATION.mismatches(r.observed),
+                differences=staging_differences(r, catalog),
             )
         )
     out.sort(key=lambda e: (not e.real_cause, e.scenario))
     return out
 
 
-def reproduced(results: list[RunResult]) -> RunResult | None:
+def reproduced(results: list[RunResult], catalog: Catalog) -> RunResult | None:
     """The seed scenario's own run when it matched the staging observation, else None."""
     for r in results:
-        if r.name == SEED_SCENARIO and r.verdict == "pass" and not STAGING_OBSERVATION.mismatches(r.observed):
+        if r.name == SEED_SCENARIO and r.repeat == 1 and r.verdict == "pass" and not staging_differences(r, catalog):
             return r
     return None
+
+
+def reproduce_jobs(runs: list[ScenarioRun], repeats: int = CRITERIA_REPEATS) -> list[Job]:
+    """Each run once, the real cause's with the E2E flows for the success criteria; those
+    the catalog expects to be served (welcome and pong) ``repeats`` times. A fix expected
+    to fail has failed the criteria on its first run and is not repeated."""
+    jobs = [Job(r, 1, e2e_flows=r.scenario.name == SEED_SCENARIO) for r in runs]
+    served = [r for r in runs if r.scenario.name == SEED_SCENARIO and r.expect.welcome and r.expect.pong]
+    return jobs + [Job(r, i, e2e_flows=True) for i in range(2, repeats + 1) for r in served]
+
+
+def criteria_jobs(catalog: Catalog, handler: str, repeats: int) -> list[Job]:
+    """``repeats`` runs of ``handler`` against the real cause, with the E2E flows."""
+    run = catalog.with_handler(catalog.scenarios[SEED_SCENARIO], handler)
+    return [Job(run, i, e2e_flows=True) for i in range(1, repeats + 1)]
+
+
+def criteria_by_handler(results: list[RunResult]) -> dict[str, list[Criterion]]:
+    """The six success criteria for each handler run against the real cause, variants in table order."""
+    runs: dict[str, list[RunResult]] = {}
+    for r in results:
+        if r.scenario == SEED_SCENARIO:
+            runs.setdefault(r.handler, []).append(r)
+    order = sorted(runs, key=lambda h: BUILTIN_HANDLERS.index(h) if h in BUILTIN_HANDLERS else len(BUILTIN_HANDLERS))
+    return {h: evaluate(runs[h]) for h in order}

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 from pydantic import BaseModel
 
 from replica.drivers.base import Driver
 from replica.errors import ConfigError
+from replica.evidence import Evidence, server_errors
 from replica.fingerprint import Expectation, Fingerprint
-from replica.probe import Observation, ProbeOptions, probe
+from replica.probe import FollowUp, Observation, ProbeOptions, connect_time, follow_up, probe
 from replica.scenarios import ScenarioRun
+
+#: Lines of the backend's log read after a run: enough for a run's tracebacks.
+LOG_LINES = 400
+#: How long a follow-up waits for ``/health/ready`` before probing again.
+FOLLOW_UP_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to do: a scenario run, which repeat it is, and what the probe does beyond test_001."""
+
+    run: ScenarioRun
+    repeat: int = 1
+    #: The other E2E flows after the pong (the success criteria need them).
+    e2e_flows: bool = False
+    #: ``/health/ready``, and a second probe after a failed first one (diagnosis tells causes apart by them).
+    follow_up: bool = False
 
 
 class RunResult(BaseModel):
@@ -33,12 +52,15 @@ class RunResult(BaseModel):
     backend_startup_ms: float | None = None
     duration_ms: float
     observation: Observation
+    evidence: Evidence = Evidence()
+    follow_up: FollowUp | None = None
     backend_log: str = ""
 
 
-def probe_options(run: ScenarioRun) -> ProbeOptions:
+def probe_options(run: ScenarioRun, *, e2e_flows: bool = False) -> ProbeOptions:
     p = run.scenario.probe
     return ProbeOptions(
+        e2e_flows=e2e_flows,
         e2e_headers=p.e2e_headers,
         with_token=p.with_token,
         ping_interval_s=p.ping_interval_s,
@@ -59,8 +81,9 @@ def expected_wait_s(run: ScenarioRun) -> float:
     return wait
 
 
-async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResult:
+async def run_one(driver: Driver, job: Job) -> RunResult:
     started = time.monotonic()
+    run = job.run
     scenario = run.scenario
     async with driver.lane(
         run.backend,
@@ -71,16 +94,27 @@ async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResul
     ) as lane:
         if lane.outcome.refused_settings:
             raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")
-        observation = await probe(lane.base_url, driver.mint_token(), probe_options(run))
+        token = driver.mint_token()
+        options = probe_options(run, e2e_flows=job.e2e_flows)
+        observation = await probe(lane.base_url, token, options)
         mismatches = run.expect.mismatches(observation.fingerprint)
-        log = await lane.backend_log() if mismatches else ""
+        log = await lane.backend_log(LOG_LINES)
+        evidence = Evidence(
+            server_errors=server_errors(log, connect_time(observation), time.time()),
+            frames=observation.messages,
+            no_token=observation.no_token_handshake,
+        )
+        second = None
+        if job.follow_up:
+            passed = observation.fingerprint.welcome and observation.fingerprint.pong
+            second = await follow_up(lane.base_url, token, options, FOLLOW_UP_WAIT_S, again=not passed)
         outcome = lane.outcome
     return RunResult(
         name=run.name,
         scenario=scenario.name,
         handler=run.handler,
         driver=driver.name,
-        repeat=repeat,
+        repeat=job.repeat,
         expected=run.expect,
         expect_label=run.expect_label,
         observed=observation.fingerprint,
@@ -91,8 +125,15 @@ async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResul
         backend_startup_ms=outcome.startup_ms,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
         observation=observation,
-        backend_log=log,
+        evidence=evidence,
+        follow_up=second,
+        backend_log=log if mismatches else "",
     )
+
+
+def repeated(runs: list[ScenarioRun], repeat: int = 1) -> list[Job]:
+    """Each run ``repeat`` times, repeat by repeat."""
+    return [Job(run, i) for i in range(1, repeat + 1) for run in runs]
 
 
 async def run_many(
@@ -102,24 +143,30 @@ async def run_many(
     repeat: int = 1,
     on_result: Callable[[RunResult], None] = lambda _r: None,
 ) -> list[RunResult]:
-    """Every run ``repeat`` times, at most ``driver.max_parallel_lanes`` at once.
+    """Every run ``repeat`` times (see :func:`run_jobs`)."""
+    return await run_jobs(driver, repeated(runs, repeat), on_result=on_result)
+
+
+async def run_jobs(
+    driver: Driver, jobs: list[Job], *, on_result: Callable[[RunResult], None] = lambda _r: None
+) -> list[RunResult]:
+    """Every job, at most ``driver.max_parallel_lanes`` at once.
 
     Runs that wait on purpose (a startup wait, a hang, a keepalive timeout) start
     first so the short ones fill in beside them; results come back in input order.
     """
     gate = asyncio.Semaphore(max(1, driver.max_parallel_lanes))
 
-    async def one(run: ScenarioRun, index: int) -> RunResult:
+    async def one(job: Job) -> RunResult:
         async with gate:
-            result = await run_one(driver, run, index)
+            result = await run_one(driver, job)
         on_result(result)
         return result
 
     try:
         async with asyncio.TaskGroup() as group:
-            jobs = [(run, i) for i in range(1, repeat + 1) for run in runs]
-            order = sorted(range(len(jobs)), key=lambda k: -expected_wait_s(jobs[k][0]))
-            started = {k: group.create_task(one(*jobs[k])) for k in order}
+            order = sorted(range(len(jobs)), key=lambda k: -expected_wait_s(jobs[k].run))
+            started = {k: group.create_task(one(jobs[k])) for k in order}
             tasks = [started[k] for k in range(len(jobs))]
     except BaseExceptionGroup as eg:
         # One failed run cancels the others; surface the first real error.

@@ -11,7 +11,7 @@ Backend (``python -m replica.backend``):
 ``REPLICA_DATABASE_URL``         ``postgresql://user:pw@host:port/db`` (via the fault proxy)
 ``REPLICA_REDIS_URL``            ``redis://host:port/0`` (via the fault proxy)
 ``REPLICA_AUTH_URL``             ``http://host:port`` of the auth service (via the fault proxy)
-``REPLICA_HANDLER``              ``incident`` | ``seed-fix`` | ``landed-fix`` | ``recommended`` | ``pkg.module:function``
+``REPLICA_HANDLER``              a built-in variant (``incident``, ``landed-fix``, ... see ``handlers.variants``) or ``pkg.module:function``
 ``REPLICA_SERVER``               ``uvicorn`` (default) | ``gunicorn`` (UvicornWorker, binds first)
 ``REPLICA_STARTUP_MODE``         ``blocking`` (awaited in lifespan, default) | ``background``
 ``REPLICA_FAILPOINTS``           failpoint spec, e.g. ``startup.supervisor=skip; ws.auth=raise(TypeError: boom)``
@@ -37,7 +37,7 @@ from typing import Literal, Mapping
 
 from pydantic import BaseModel, Field
 
-BUILTIN_HANDLERS = ("incident", "seed-fix", "landed-fix", "recommended")
+from replica.backend.handlers.variants import BUILTIN_HANDLERS  # noqa: F401  (re-exported: one registry)
 
 
 class BackendSettings(BaseModel):

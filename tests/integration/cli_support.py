@@ -16,18 +16,19 @@ def replica_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "replica.cli", *args]
 
 
-def cli_env(state_dir: Path) -> dict[str, str]:
+def cli_env(state_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["REPLICA_STATE_DIR"] = str(state_dir)  # never attach to a stack the developer has running
     env["COLUMNS"] = "200"
+    env.update(extra or {})
     return env
 
 
 def run_replica(
-    *args: str, state_dir: Path, cwd: Path = REPO, timeout: float = 240
+    *args: str, state_dir: Path, cwd: Path = REPO, timeout: float = 240, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        replica_argv(*args), cwd=cwd, env=cli_env(state_dir), capture_output=True, text=True, timeout=timeout
+        replica_argv(*args), cwd=cwd, env=cli_env(state_dir, env), capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -39,6 +39,35 @@ def test_reproduce_1011_shows_the_seed_failure_and_tells_causes_apart(tmp_path):
     assert runs["supervisor-missing@recommended"]["observed"]["handshake"] == "http_503"
     assert {r["driver"] for r in report["scenarios"]} == {"local"}
 
+    # Under the reproduced failure, the line staging logged; in the JSON, every run's evidence.
+    assert "server logged: ERROR replica.ws: WebSocket error: Object of type WebSocketState is not JSON serializable" in result.stdout
+    [error] = runs["seed-1011"]["evidence"]["server_errors"]
+    assert (error["exception_type"], error["logger"]) == ("TypeError", "replica.ws")
+    assert runs["seed-1011"]["evidence"]["no_token"] == "accepted"
+    assert runs["supervisor-missing"]["evidence"]["frames"][0]["error_code"] == "SERVICE_UNAVAILABLE"
+    assert all("evidence" in r for r in report["scenarios"])
+
+    # The landed fix, one change at a time: only the log-line fix cures the real cause.
+    assert runs["seed-1011@log-line-fix"]["observed"]["pong"] is True
+    assert runs["seed-1011@fallback-handler"]["observed"]["close_reason"] == "Internal error"
+    assert runs["seed-1011@startup-wait-5s"]["observed"]["close_reason"] == "Internal error"
+    assert runs["supervisor-missing@fallback-handler"]["observed"]["pong"] is True
+
+    # The fix table in words; the success criteria per fix, on repeated runs of the real cause.
+    assert all(word in result.stdout for word in ("still fails", "cured", "refused 503"))
+    assert runs["seed-1011"]["outcome"] == "fails (1011 Internal error)"
+    assert runs["seed-1011@seed-fix"]["outcome"] == "still fails (1011 Internal error)"
+    assert runs["seed-1011@log-line-fix"]["outcome"] == "cured"
+    assert runs["supervisor-missing@recommended"]["outcome"] == "refused 503"
+    assert "Success criteria against the real cause (3 runs of each fix expected to cure it" in result.stdout
+    met = {handler: all(c["passed"] for c in found) for handler, found in report["criteria"].items()}
+    assert met == {v: v == "recommended" for v in ("incident", "seed-fix", "landed-fix", "log-line-fix", "fallback-handler", "startup-wait-5s", "recommended")}
+    # The fixes expected to cure the real cause run three times; the others fail on their first.
+    seed_runs = [r for r in report["scenarios"] if r["scenario"] == "seed-1011"]
+    assert sorted(r["handler"] for r in seed_runs if r["repeat"] > 1) == sorted(["landed-fix", "log-line-fix", "recommended"] * 2)
+    assert all(r["flows"] is not None for r in seed_runs if r["observed"]["pong"])
+    assert report["criteria"]["incident"][0]["detail"] == '0/1 · 1011 "Internal error"'
+
 
 def test_scenarios_run_with_a_users_own_handler(tmp_path):
     """A developer's handler is loaded from where they stand and held to the recommended outcome."""

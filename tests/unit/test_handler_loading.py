@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from replica.backend.app import ConfigError, load_config
-from replica.backend.handlers import BUILTIN_MODULES, HandlerLoadError, load_handler
+from replica.backend.handlers import VARIANTS, HandlerLoadError, Variant, load_handler
 from replica.backend.handlers.steps import detect_e2e_incident, detect_e2e_seed
 from replica.settings import BackendSettings
 
@@ -54,11 +54,10 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
             del sys.modules[name]
 
 
-@pytest.mark.parametrize("name", list(BUILTIN_MODULES))
-def test_builtin_variants_load(name: str) -> None:
-    handler = load_handler(name)
-    assert handler.__module__ == BUILTIN_MODULES[name]
-    assert handler.__name__ == "handle"
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_builtin_variants_load(variant: Variant) -> None:
+    handler = load_handler(variant.name)
+    assert f"{handler.__module__}:{handler.__name__}" == variant.target
 
 
 def test_user_handler_loads(user_package: str) -> None:
@@ -79,7 +78,7 @@ def test_user_handler_loads(user_package: str) -> None:
         ("{pkg}.routes:two_args", "handler '{pkg}.routes:two_args' must take exactly one argument (the websocket)"),
         ("{pkg}.routes:no_args", "handler '{pkg}.routes:no_args' must take exactly one argument (the websocket)"),
         ("{pkg}.broken:handler", "handler '{pkg}.broken:handler': importing '{pkg}.broken' failed: RuntimeError: import-time failure"),
-        ("incidnet", "unknown handler 'incidnet': use one of incident, seed-fix, landed-fix, recommended or package.module:function"),
+        ("incidnet", "unknown handler 'incidnet': use one of incident, seed-fix, landed-fix, log-line-fix, fallback-handler, startup-wait-5s, recommended or package.module:function"),
         (":handler", "bad handler ':handler': expected package.module:function"),
         ("{pkg}.routes:", "bad handler '{pkg}.routes:': expected package.module:function"),
     ],
@@ -129,3 +128,33 @@ def test_seed_e2e_detection_is_narrower() -> None:
     assert detect_e2e_seed({"X-Test-Mode": "true"})
     assert not detect_e2e_seed({"X-E2E-Test": "1"})
     assert not detect_e2e_seed({"X-Test-Environment": "staging"})
+
+
+# --- one registry of variants ------------------------------------------------------------------
+
+
+def test_everything_that_lists_variants_derives_from_the_registry() -> None:
+    import importlib
+    import sys
+
+    from replica import report, settings
+    from replica.backend.handlers.variants import PRELOAD_MODULES
+    from replica.scenarios import Scenario
+
+    names = tuple(v.name for v in VARIANTS)
+    assert settings.BUILTIN_HANDLERS == names
+    assert tuple(report.fix_columns()) == names
+    Scenario.model_validate({"name": "x", "title": "t", "hypothesis": "h", "expect": {}, "fixes": {"startup-wait-5s": {}}})
+    for module in PRELOAD_MODULES:
+        sys.modules.pop(module, None)
+    importlib.reload(importlib.import_module("replica.backend.handlers.preload"))
+    assert {v.module for v in VARIANTS} <= set(sys.modules)
+
+
+def test_the_landed_fix_is_split_into_its_three_changes() -> None:
+    from replica.backend.handlers.incident import STARTUP_WAIT_S, Changes
+
+    assert Changes() == Changes(log_line_fixed=False, fallback_handler=False, startup_wait_s=STARTUP_WAIT_S)
+    waits = {v.name: v.startup_wait_s for v in VARIANTS}
+    assert waits["incident"] == waits["log-line-fix"] == waits["fallback-handler"] == 30.0
+    assert waits["landed-fix"] == waits["startup-wait-5s"] == 5.0

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from starlette.websockets import WebSocket
+from replica.backend.handlers.variants import BUILTIN_HANDLERS, variant
 
-Handler = Callable[[WebSocket], Awaitable[None]]
+if TYPE_CHECKING:
+    from starlette.websockets import WebSocket
 
-BUILTIN_MODULES: dict[str, str] = {
-    "incident": "replica.backend.handlers.incident",
-    "seed-fix": "replica.backend.handlers.seed_fix",
-    "landed-fix": "replica.backend.handlers.landed_fix",
-    "recommended": "replica.backend.handlers.recommended",
-}
+Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
 class HandlerLoadError(ValueError):
@@ -25,11 +21,13 @@ class HandlerLoadError(ValueError):
 def load_handler(name: str) -> Handler:
     """A built-in variant, or ``package.module:function`` naming an ``async def f(websocket)``."""
     name = (name or "").strip()
-    if name in BUILTIN_MODULES:
-        return importlib.import_module(BUILTIN_MODULES[name]).handle
+    builtin = variant(name)
+    if builtin is not None:
+        module_name, _, attr = builtin.target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
     if ":" not in name:
         raise HandlerLoadError(
-            f"unknown handler {name!r}: use one of {', '.join(BUILTIN_MODULES)} or package.module:function"
+            f"unknown handler {name!r}: use one of {', '.join(BUILTIN_HANDLERS)} or package.module:function"
         )
     module_name, _, attr = name.partition(":")
     if not module_name or not attr:

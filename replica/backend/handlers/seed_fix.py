@@ -77,7 +77,7 @@ async def handle(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         logger.info("WebSocket %s disconnected", conn.connection_id)
     except Exception as e:
-        logger.error(f"WebSocket error: {e}")
+        logger.error(f"WebSocket error: {e}", exc_info=True)
         await steps.close(conn, 1011, "Internal error")
     finally:
         await steps.cleanup(conn)

@@ -6,10 +6,7 @@ the shared TLS context; every fork inherits all of it.
 
 import replica.backend.server  # noqa: F401  (first: it quiets uvicorn's ws deprecation notice)
 import replica.backend.__main__  # noqa: F401
-import replica.backend.handlers.incident  # noqa: F401
-import replica.backend.handlers.landed_fix  # noqa: F401
-import replica.backend.handlers.recommended  # noqa: F401
-import replica.backend.handlers.seed_fix  # noqa: F401
+import replica.backend.handlers.preload  # noqa: F401  (every built-in variant, from the registry)
 
 import asyncpg  # noqa: F401
 import httpcore._async.connection_pool  # noqa: F401
