@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from replica import report
-from replica.drivers.base import Driver
+from replica.drivers.base import Driver, LaneRequest
 from replica.drivers.local.group import ProcessGroup
 from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
@@ -297,7 +297,7 @@ def up(
         raise ConfigError(str(exc).splitlines()[0] + ": " + str(exc).splitlines()[-1].strip()) from exc
 
     async def serve(driver: LocalDriver) -> None:
-        async with driver.lane(spec) as lane:
+        async with driver.lane(LaneRequest(backend=spec)) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
             lanes = LanesServer(driver)

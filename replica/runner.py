@@ -8,7 +8,7 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel
 
-from replica.drivers.base import Driver
+from replica.drivers.base import Driver, LaneRequest
 from replica.errors import ConfigError
 from replica.fingerprint import Expectation, Fingerprint
 from replica.probe import Observation, ProbeOptions, probe
@@ -62,13 +62,14 @@ def expected_wait_s(run: ScenarioRun) -> float:
 async def run_one(driver: Driver, run: ScenarioRun, repeat: int = 1) -> RunResult:
     started = time.monotonic()
     scenario = run.scenario
-    async with driver.lane(
-        run.backend,
+    request = LaneRequest(
+        backend=run.backend,
         toxics=scenario.toxics,
         down=scenario.down,
         ready_timeout_s=scenario.ready_timeout_s,
         probe_after=scenario.probe_after,
-    ) as lane:
+    )
+    async with driver.lane(request) as lane:
         if lane.outcome.refused_settings:
             raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")
         observation = await probe(lane.base_url, driver.mint_token(), probe_options(run))

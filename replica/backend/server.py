@@ -60,6 +60,7 @@ def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
             app,
             host=settings.host,
             port=settings.port,
+            fd=settings.fd,  # when set: serve on the harness's socket (listens once startup is done)
             ws="websockets",
             ws_ping_interval=settings.ws_ping_interval_s,
             ws_ping_timeout=settings.ws_ping_timeout_s,
@@ -125,7 +126,7 @@ def _serve_gunicorn(app: FastAPI, settings: BackendSettings) -> int:
     from gunicorn.app.base import BaseApplication
 
     options: dict[str, Any] = {
-        "bind": f"{settings.host}:{settings.port}",
+        "bind": f"fd://{settings.fd}" if settings.fd is not None else f"{settings.host}:{settings.port}",
         "workers": 1,
         "worker_class": _worker_class(settings, app),
         "preload_app": True,

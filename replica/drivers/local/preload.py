@@ -1,7 +1,7 @@
-"""What the backend fork server loads once, so each backend fork starts in milliseconds.
+"""What the fork server loads once, so each server fork starts in milliseconds.
 
-Importing this module imports the backend, its servers and clients, and builds
-the shared TLS context; every fork inherits all of it.
+Importing this module imports the backend and the auth service, their servers and
+clients, and builds the shared TLS context; every fork inherits all of it.
 """
 
 import replica.backend.server  # noqa: F401  (first: it quiets uvicorn's ws deprecation notice)
@@ -10,6 +10,7 @@ import replica.backend.handlers.incident  # noqa: F401
 import replica.backend.handlers.landed_fix  # noqa: F401
 import replica.backend.handlers.recommended  # noqa: F401
 import replica.backend.handlers.seed_fix  # noqa: F401
+import replica.auth.__main__  # noqa: F401
 
 import asyncpg  # noqa: F401
 import httpcore._async.connection_pool  # noqa: F401

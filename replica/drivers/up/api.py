@@ -16,21 +16,12 @@ from dataclasses import asdict
 from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from replica.drivers.local.driver import LocalDriver, LocalLane
+from replica.drivers.base import LaneRequest
+from replica.drivers.lanes import OpenLane
+from replica.drivers.local.driver import LocalDriver
 from replica.errors import ReplicaError
-from replica.scenarios import BackendSpec, HopDown, ProbeAfter, ToxicSpec
-
-
-class LaneRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    backend: BackendSpec
-    toxics: tuple[ToxicSpec, ...] = ()
-    down: tuple[HopDown, ...] = ()
-    ready_timeout_s: float = Field(default=20.0, gt=0, le=300)
-    probe_after: ProbeAfter = "listening"
 
 
 class LaneInfo(BaseModel):
@@ -41,7 +32,7 @@ class LaneInfo(BaseModel):
 
 
 def lanes_app(driver: LocalDriver) -> FastAPI:
-    lanes: dict[str, tuple[AsyncExitStack, LocalLane]] = {}
+    lanes: dict[str, tuple[AsyncExitStack, OpenLane]] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +43,7 @@ def lanes_app(driver: LocalDriver) -> FastAPI:
 
     app = FastAPI(title="staging-replica lanes", lifespan=lifespan)
 
-    def lookup(lane_id: str) -> tuple[AsyncExitStack, LocalLane]:
+    def lookup(lane_id: str) -> tuple[AsyncExitStack, OpenLane]:
         if lane_id not in lanes:
             raise HTTPException(404, f"no open lane {lane_id!r}")
         return lanes[lane_id]
@@ -61,21 +52,13 @@ def lanes_app(driver: LocalDriver) -> FastAPI:
     async def open_lane(request: LaneRequest) -> LaneInfo:
         stack = AsyncExitStack()
         try:
-            lane = await stack.enter_async_context(
-                driver.lane(
-                    request.backend,
-                    toxics=request.toxics,
-                    down=request.down,
-                    ready_timeout_s=request.ready_timeout_s,
-                    probe_after=request.probe_after,
-                )
-            )
+            lane = await stack.enter_async_context(driver.lane(request))
         except ReplicaError as exc:
             await stack.aclose()
             raise HTTPException(502, exc.message) from exc
         lane_id = uuid.uuid4().hex[:12]
         lanes[lane_id] = (stack, lane)
-        return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.proxies, outcome=asdict(lane.outcome))
+        return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.faults.proxies, outcome=asdict(lane.outcome))
 
     @app.get("/lanes/{lane_id}/log")
     async def lane_log(lane_id: str, lines: int = 40) -> dict[str, str]:
