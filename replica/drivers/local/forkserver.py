@@ -26,16 +26,35 @@ import os
 import signal
 import socket
 import sys
+import types
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from replica.drivers.local.process import tail_lines
 
-#: Imported once by the fork server: ``__main__`` (so a fork does not run the
-#: harness's main module again; multiprocessing skips it when already loaded) and
-#: everything a server needs, with its shared state warmed up.
-PRELOAD = ["__main__", "replica.drivers.local.preload"]
+#: Imported once by the fork server: everything a server needs, with its shared
+#: state warmed up.
+PRELOAD = ["replica.drivers.local.preload"]
 _PR_SET_PDEATHSIG = 1
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a fork without the harness's main module.
+
+    multiprocessing tells each fork to import the parent's ``__main__`` (for a
+    ``python -m replica.cli`` or ``replica`` harness: the whole CLI, ~60-190 ms of
+    CPU per fork, measured), and CPython never hands the fork server the main
+    path to preload it once. A fork runs a module's ``main``; it needs nothing
+    from the harness's, so it is not told about it.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _release_fork_server_fds() -> None:
@@ -179,5 +198,6 @@ class ForkServer:
         process = self._ctx.Process(
             target=_child, args=(main, dict(env), str(log_path), listener, fd_env), name=name, daemon=True
         )
-        process.start()
+        with _main_module_hidden():
+            process.start()
         return ForkedProcess(process, name, log_path)

@@ -11,6 +11,7 @@ import replica.backend.handlers.landed_fix  # noqa: F401
 import replica.backend.handlers.recommended  # noqa: F401
 import replica.backend.handlers.seed_fix  # noqa: F401
 import replica.auth.__main__  # noqa: F401
+import replica.drivers.local.forkserver  # noqa: F401  (each fork's entry point, unpickled in the fork)
 
 import asyncpg  # noqa: F401
 import httpcore._async.connection_pool  # noqa: F401
