@@ -112,7 +112,7 @@ class LocalDriver(LaneDriver):
         return BackendPlace(upstream=f"{LOOPBACK}:{port}", health_url=f"http://{LOOPBACK}:{port}", listener=listener)
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
-        process = self.forks.start(
+        process = await self.forks.start_async(
             BACKEND_MAIN, python_env(env), self.group.path("logs", f"{name}.log"), name,
             listener=place.listener, fd_env="REPLICA_FD",
         )

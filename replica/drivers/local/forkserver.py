@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import types
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,12 +50,16 @@ def _main_module_hidden() -> Iterator[None]:
     path to preload it once. A fork runs a module's ``main``; it needs nothing
     from the harness's, so it is not told about it.
     """
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
+
+
+_MAIN_SWAP = threading.Lock()
 
 
 def _release_fork_server_fds() -> None:
@@ -188,6 +193,14 @@ class ForkServer:
         if getattr(tracker, "_pid", None) is not None:
             _kill(tracker._pid)
             tracker._stop()
+
+    async def start_async(
+        self, main: str, env: Mapping[str, str], log_path: Path, name: str, *, listener: socket.socket, fd_env: str
+    ) -> ForkedProcess:
+        """:meth:`start` off the event loop: a start waits for the fork server to be
+        scheduled, and a busy machine must not stall the loop's other lanes (their
+        probes time closes to the millisecond)."""
+        return await asyncio.to_thread(self.start, main, env, log_path, name, listener=listener, fd_env=fd_env)
 
     def start(
         self, main: str, env: Mapping[str, str], log_path: Path, name: str, *, listener: socket.socket, fd_env: str
