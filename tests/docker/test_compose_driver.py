@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidHandshake
 from replica.drivers.base import LaneRequest
 from replica.drivers.compose import PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
 from replica.errors import InfrastructureError
+from replica.polling import wait_until
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from tests.docker.conftest import REPO, _run, new_project_name
 
@@ -70,9 +71,12 @@ def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> 
     outcome, welcome = asyncio.run(scenario())
     assert welcome["data"]["event"] == "connection_established", welcome
     assert outcome.startup_ms is not None
-    # the lane's backend is gone once the lane is closed
-    health = httpx.get(f"{driver.agent_url}/health", headers={"Authorization": f"Bearer {driver.lanes_token}"}, timeout=10)
-    assert health.json() == {"backends": 0}
+    # the lane's backend is gone soon after the lane is closed (it stops in the background)
+    def no_backend() -> bool:
+        auth = {"Authorization": f"Bearer {driver.lanes_token}"}
+        return httpx.get(f"{driver.agent_url}/health", headers=auth, timeout=10).json() == {"backends": 0}
+
+    wait_until(no_backend, 10, what="the lanes agent to have no backend left")
 
 
 def test_the_lanes_agent_refuses_requests_without_its_token(driver: ComposeDriver) -> None:

@@ -12,7 +12,8 @@ $LANES_TOKEN``, a secret the driver generates per stack):
 * ``POST /backends`` ``{"name", "slot", "env"}`` → 201: forks the backend;
 * ``GET /backends/{name}`` → ``{"exit_code": int | null}``;
 * ``GET /backends/{name}/log?lines=N`` → ``{"log": "..."}``;
-* ``DELETE /backends/{name}`` → 204 once it is gone (SIGTERM, then SIGKILL).
+* ``DELETE /backends/{name}`` → 204 at once; it stops in the background (SIGTERM,
+  then SIGKILL), and a start on its slot waits until it is gone.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def bind_slot(slot: int) -> socket.socket:
 def agent_app(token: str, slots: int) -> FastAPI:
     forks = ForkServer()
     backends: dict[str, tuple[int, ForkedProcess]] = {}
+    stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LANES_")}
 
     async def authorized(authorization: Annotated[str, Header()] = "") -> None:
@@ -78,7 +80,9 @@ def agent_app(token: str, slots: int) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, int]:
-        return {"backends": len(backends)}
+        for slot in [slot for slot, stop in stopping.items() if stop.done()]:
+            del stopping[slot]
+        return {"backends": len(backends) + len(stopping)}
 
     @app.post("/backends", status_code=201)
     async def start(request: StartRequest) -> dict[str, str]:
@@ -86,6 +90,8 @@ def agent_app(token: str, slots: int) -> FastAPI:
             raise HTTPException(422, f"slot {request.slot} out of range (this agent has {slots})")
         if request.name in backends or any(slot == request.slot for slot, _ in backends.values()):
             raise HTTPException(409, f"backend {request.name!r} or slot {request.slot} is in use")
+        if request.slot in stopping:
+            await stopping.pop(request.slot)
         try:
             listener = bind_slot(request.slot)
         except OSError as exc:
@@ -109,9 +115,13 @@ def agent_app(token: str, slots: int) -> FastAPI:
     @app.delete("/backends/{name}", status_code=204)
     async def stop(name: str) -> None:
         process = lookup(name)
-        await asyncio.to_thread(process.kill, STOP_TIMEOUT_S)
-        del backends[name]
-        process.log_path.unlink(missing_ok=True)
+        slot, _ = backends.pop(name)
+
+        def kill() -> None:
+            process.kill(STOP_TIMEOUT_S)
+            process.log_path.unlink(missing_ok=True)
+
+        stopping[slot] = asyncio.ensure_future(asyncio.to_thread(kill))
 
     return app
 

@@ -92,7 +92,7 @@ class AgentBackend:
         return response.json().get("log", "") if response.status_code == 200 else ""
 
     async def stop(self) -> None:
-        """Gone when this returns: the slot's port is free for the next lane."""
+        """It stops in the background; the agent frees its slot's port before the next start there."""
         try:
             await self._http.delete(f"/backends/{self.name}", timeout=30)
         except httpx.HTTPError:
