@@ -24,7 +24,7 @@ from replica.polling import wait_until
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from tests.docker.conftest import REPO, _run, new_project_name
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NOTHING = {"containers": [], "networks": [], "volumes": []}
 
