@@ -22,7 +22,6 @@ from rich.table import Table
 
 from replica import report
 from replica.drivers.base import Driver, LaneRequest
-from replica.drivers.local.group import ProcessGroup
 from replica.interrupts import install_interrupt_handlers, raise_if_interrupted
 from replica.drivers.stack import clear_state, read_state, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
@@ -117,6 +116,7 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
         yield RemoteDriver(info, **kwargs)
         return
     from replica.drivers.local.driver import LocalDriver
+    from replica.drivers.local.group import ProcessGroup
 
     with ProcessGroup() as group:
         started = time.monotonic()
@@ -280,8 +280,9 @@ def up(
     server: str = typer.Option("uvicorn", help="uvicorn | gunicorn"),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
-    from replica.drivers.up.server import LanesServer
     from replica.drivers.local.driver import LocalDriver
+    from replica.drivers.local.group import ProcessGroup
+    from replica.drivers.up.server import LanesServer
 
     if read_state() is not None:
         raise ConfigError("a stack is already running (see `replica status`); stop it with `replica down`")
