@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce-1011 test test-docker images venv clean bench
+.PHONY: reproduce-1011 test test-unit test-docker images venv clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -21,6 +21,10 @@ reproduce-1011: $(STAMP)
 # Docker-marked tests run when REPLICA_DOCKER_TESTS=1 (they need an engine and `make images`).
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Pure logic only (seconds): no server is started.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not docker" tests/unit
 
 test-docker: $(STAMP)
 	REPLICA_DOCKER_TESTS=1 $(BIN)/pytest -m docker

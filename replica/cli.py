@@ -22,8 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from replica import report
-from replica.drivers.base import Driver
-from replica.drivers.local.group import ProcessGroup
+from replica.drivers.base import Driver, LaneRequest
 from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
 from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
@@ -126,6 +125,7 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
         yield RemoteDriver(info, **kwargs)
         return
     from replica.drivers.local.driver import LocalDriver
+    from replica.drivers.local.group import ProcessGroup
 
     with ProcessGroup() as group:
         started = time.monotonic()
@@ -468,8 +468,9 @@ def up(
     max_lanes: Optional[int] = typer.Option(None, min=1, max=256, help="lanes open at once through the lanes API (default 16)"),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
-    from replica.drivers.up.server import LanesServer
     from replica.drivers.local.driver import LocalDriver
+    from replica.drivers.local.group import ProcessGroup
+    from replica.drivers.up.server import LanesServer
 
     spec = builtin_backend(
         handler=handler,
@@ -480,7 +481,7 @@ def up(
     )
 
     async def serve(driver: LocalDriver) -> None:
-        async with driver.lane(spec) as lane:
+        async with driver.lane(LaneRequest(backend=spec)) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
             lanes = LanesServer(driver, lanes_socket_path(), max_open_lanes=max_lanes)

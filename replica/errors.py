@@ -12,11 +12,15 @@ what to do about it::
 
 from __future__ import annotations
 
+#: The exit code of a usage, configuration or infrastructure error, for the CLI and
+#: for a backend that refuses its settings before it listens.
+USAGE_ERROR = 2
+
 
 class ReplicaError(Exception):
     """Base of every error the harness raises deliberately."""
 
-    exit_code: int = 2
+    exit_code: int = USAGE_ERROR
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -36,4 +40,4 @@ class ConfigError(ReplicaError):
     """A scenario spec or setting is invalid."""
 
 
-__all__ = ["ReplicaError", "InfrastructureError", "ConfigError"]
+__all__ = ["USAGE_ERROR", "ReplicaError", "InfrastructureError", "ConfigError"]

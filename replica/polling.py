@@ -9,6 +9,7 @@ are the two checks every server start needs.
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
@@ -118,10 +119,12 @@ async def wait_until_async(
     process: Watched | None = None,
     what: str = "a condition",
     retry_on: tuple[type[BaseException], ...] = (OSError,),
+    poll_max_s: float = _POLL_MAX_S,
 ) -> None:
     """:func:`wait_until` for asyncio code; ``check`` may be a coroutine function.
 
-    Each try of an async ``check`` is cut off at the remaining time.
+    Each try of an async ``check`` is cut off at the remaining time; polls back off
+    to ``poll_max_s``.
     """
     import asyncio
 
@@ -144,7 +147,7 @@ async def wait_until_async(
         if now >= deadline:
             raise _timeout_error(timeout, what, last_error, process)
         await asyncio.sleep(min(delay, deadline - now))
-        delay = min(delay * 2, _POLL_MAX_S)
+        delay = min(delay * 2, poll_max_s)
 
 
 def wait_for_tcp(
@@ -162,6 +165,21 @@ def wait_for_tcp(
         process=process,
         what=what or f"TCP {host}:{port} to accept connections",
     )
+
+
+def wait_for_line(process: Watched, pattern: str, timeout: float = 10.0, *, what: str | None = None) -> re.Match[str]:
+    """Wait until a line of ``process``'s log matches ``pattern``; return the match
+    (how a server that picked its own port says which)."""
+    found: list[re.Match[str]] = []
+
+    def check() -> bool:
+        match = re.search(pattern, process.log_tail(200), re.MULTILINE)
+        if match:
+            found.append(match)
+        return match is not None
+
+    wait_until(check, timeout, process=process, what=what or f"{process.name} to log {pattern!r}")
+    return found[0]
 
 
 def wait_for_http(

@@ -9,7 +9,7 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel
 
-from replica.drivers.base import Driver
+from replica.drivers.base import Driver, LaneRequest
 from replica.errors import ConfigError
 from replica.evidence import Evidence, server_errors
 from replica.fingerprint import Expectation, Fingerprint
@@ -85,13 +85,14 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
     started = time.monotonic()
     run = job.run
     scenario = run.scenario
-    async with driver.lane(
-        run.backend,
+    request = LaneRequest(
+        backend=run.backend,
         toxics=scenario.toxics,
         down=scenario.down,
         ready_timeout_s=scenario.ready_timeout_s,
         probe_after=scenario.probe_after,
-    ) as lane:
+    )
+    async with driver.lane(request) as lane:
         if lane.outcome.refused_settings:
             raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")
         token = driver.mint_token()

@@ -8,6 +8,7 @@ Backend (``python -m replica.backend``):
 ===============================  ==========================================
 ``ENVIRONMENT``                  ``staging`` (default), ``production``, ``development``
 ``REPLICA_HOST`` / ``REPLICA_PORT``  listen address (default 127.0.0.1:8000)
+``REPLICA_FD``                   an inherited socket, bound by the harness, to serve on instead
 ``REPLICA_DATABASE_URL``         ``postgresql://user:pw@host:port/db`` (via the fault proxy)
 ``REPLICA_REDIS_URL``            ``redis://host:port/0`` (via the fault proxy)
 ``REPLICA_AUTH_URL``             ``http://host:port`` of the auth service (via the fault proxy)
@@ -26,8 +27,8 @@ Backend (``python -m replica.backend``):
 ===============================  ==========================================
 
 Auth service (``python -m replica.auth``): ``AUTH_HOST`` / ``AUTH_PORT``
-(default 127.0.0.1:8081) and ``JWT_SECRET`` (required; generated per run by the
-harness, never committed).
+(default 127.0.0.1:8081) or ``AUTH_FD`` (an inherited socket), and ``JWT_SECRET``
+(required; generated per run by the harness, never committed).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BackendSettings(BaseModel):
     environment: str = "staging"
     host: str = "127.0.0.1"
     port: int = 8000
+    #: A socket the harness bound and handed over (no port race); host/port are then unused.
+    fd: int | None = Field(default=None, ge=0)
     database_url: str = "postgresql://replica:replica@127.0.0.1:5432/replica"
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth_url: str = "http://127.0.0.1:8081"
@@ -84,6 +87,8 @@ class BackendSettings(BaseModel):
 class AuthSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8081
+    #: A socket the harness bound and handed over (``AUTH_FD``); host/port are then unused.
+    fd: int | None = None
     jwt_secret: str
 
     @classmethod
@@ -92,4 +97,10 @@ class AuthSettings(BaseModel):
         secret = env.get("JWT_SECRET", "")
         if not secret:
             raise SystemExit("JWT_SECRET is not set: the auth service needs a secret (the harness generates one per run)")
-        return cls(host=env.get("AUTH_HOST", "127.0.0.1"), port=int(env.get("AUTH_PORT", "8081")), jwt_secret=secret)
+        fd = env.get("AUTH_FD")
+        return cls(
+            host=env.get("AUTH_HOST", "127.0.0.1"),
+            port=int(env.get("AUTH_PORT", "8081")),
+            fd=int(fd) if fd else None,
+            jwt_secret=secret,
+        )

@@ -14,7 +14,9 @@ from replica.settings import AuthSettings
 def main() -> None:
     settings = AuthSettings.from_env()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None, lifespan="off")
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, fd=settings.fd, log_config=None, lifespan="off"
+    )
     uvicorn.Server(config).run()
 
 

@@ -12,9 +12,8 @@ from pydantic import ValidationError
 
 from replica.backend.app import ConfigError, load_config
 from replica.backend.server import configure_logging, serve
+from replica.errors import USAGE_ERROR
 from replica.settings import BackendSettings
-
-USAGE_ERROR = 2
 
 
 def main() -> int:

@@ -73,7 +73,16 @@ class _Server(uvicorn.Server):
 
 
 def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
-    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, **uvicorn_options(settings)), app)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            fd=settings.fd,  # when set: serve on the harness's socket (listens once startup is done)
+            **uvicorn_options(settings),
+        ),
+        app,
+    )
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these
     # handlers in place that re-raise is absorbed and the process exits 0.
     stop_signals: list[int] = []
@@ -122,7 +131,7 @@ def _serve_gunicorn(app: FastAPI, settings: BackendSettings) -> int:
     from gunicorn.app.base import BaseApplication
 
     options: dict[str, Any] = {
-        "bind": f"{settings.host}:{settings.port}",
+        "bind": f"fd://{settings.fd}" if settings.fd is not None else f"{settings.host}:{settings.port}",
         "workers": 1,
         "worker_class": _worker_class(settings, app),
         "preload_app": True,

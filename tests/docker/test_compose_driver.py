@@ -17,12 +17,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
-from replica.drivers.compose import LANE_LABEL, PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
+from replica.drivers.base import LaneRequest
+from replica.drivers.compose import PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
 from replica.errors import InfrastructureError
+from replica.polling import wait_until
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from tests.docker.conftest import REPO, _run, new_project_name
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NOTHING = {"containers": [], "networks": [], "volumes": []}
 
@@ -62,21 +64,30 @@ def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
 
 def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
     async def scenario() -> tuple[object, dict]:
-        async with driver.lane(BackendSpec(), ready_timeout_s=60) as lane:
+        async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
             assert lane.outcome.ready, lane.outcome.detail + "\n" + await lane.backend_log()
             return lane.outcome, await _welcome(lane.base_url, driver.mint_token())
 
     outcome, welcome = asyncio.run(scenario())
     assert welcome["data"]["event"] == "connection_established", welcome
     assert outcome.startup_ms is not None
-    # the lane's container is gone once the lane is closed
-    out = _run(["docker", "ps", "-a", "-q", "--filter", f"label={LANE_LABEL}"], timeout=30)
-    assert out.stdout.strip() == ""
+    # the lane's backend is gone soon after the lane is closed (it stops in the background)
+    def no_backend() -> bool:
+        auth = {"Authorization": f"Bearer {driver.lanes_token}"}
+        return httpx.get(f"{driver.agent_url}/health", headers=auth, timeout=10).json() == {"backends": 0}
+
+    wait_until(no_backend, 10, what="the lanes agent to have no backend left")
+
+
+def test_the_lanes_agent_refuses_requests_without_its_token(driver: ComposeDriver) -> None:
+    assert httpx.get(f"{driver.agent_url}/health", timeout=10).status_code == 401
+    wrong = httpx.post(f"{driver.agent_url}/backends", json={}, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 401
 
 
 def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
     async def one(spec: BackendSpec) -> tuple[str, str]:
-        async with driver.lane(spec, ready_timeout_s=60) as lane:
+        async with driver.lane(LaneRequest(backend=spec, ready_timeout_s=60)) as lane:
             assert lane.outcome.ready, lane.outcome.detail
             welcome = await _welcome(lane.base_url, driver.mint_token())
             return lane.base_url, welcome["data"]["event"]
@@ -93,10 +104,10 @@ def test_toxics_land_on_the_lane_own_proxy(driver: ComposeDriver) -> None:
     latency = ToxicSpec(hop="backend", type="latency", attributes={"latency": 400}, when="after_ready")
 
     async def scenario() -> tuple[list, float]:
-        async with driver.lane(BackendSpec(), toxics=(latency,), ready_timeout_s=60) as lane:
+        async with driver.lane(LaneRequest(backend=BackendSpec(), toxics=(latency,), ready_timeout_s=60)) as lane:
             assert lane.outcome.ready, lane.outcome.detail
             async with httpx.AsyncClient(timeout=5) as http:
-                toxics = (await http.get(f"{driver.toxiproxy_url}/proxies/{lane.proxies['backend']}/toxics")).json()
+                toxics = (await http.get(f"{driver.toxiproxy_url}/proxies/{lane.faults.proxies['backend']}/toxics")).json()
                 started = time.monotonic()
                 assert (await http.get(f"{lane.base_url}/health")).status_code == 200
                 return toxics, time.monotonic() - started
@@ -108,7 +119,8 @@ def test_toxics_land_on_the_lane_own_proxy(driver: ComposeDriver) -> None:
 
 def test_probe_after_waits_for_a_startup_phase(driver: ComposeDriver) -> None:
     async def scenario():
-        async with driver.lane(BackendSpec(startup_mode="background"), ready_timeout_s=60, probe_after="SERVICES") as lane:
+        request = LaneRequest(backend=BackendSpec(startup_mode="background"), ready_timeout_s=60, probe_after="SERVICES")
+        async with driver.lane(request) as lane:
             async with httpx.AsyncClient(timeout=5) as http:
                 ready = (await http.get(lane.base_url + "/health/ready")).json()
             return lane.outcome, ready
@@ -134,7 +146,7 @@ def test_a_scenario_runs_on_the_cli_with_the_compose_driver(images: dict[str, st
 
 def test_refused_settings_are_reported(driver: ComposeDriver) -> None:
     async def scenario():
-        async with driver.lane(BackendSpec(failpoints="no.such.point=skip"), ready_timeout_s=60) as lane:
+        async with driver.lane(LaneRequest(backend=BackendSpec(failpoints="no.such.point=skip"), ready_timeout_s=60)) as lane:
             return lane.outcome
 
     outcome = asyncio.run(scenario())
@@ -144,15 +156,15 @@ def test_refused_settings_are_reported(driver: ComposeDriver) -> None:
 
 def test_a_hop_down_before_start_is_the_lane_own(driver: ComposeDriver) -> None:
     async def scenario():
-        async with driver.lane(BackendSpec(), down=(HopDown(hop="backend"),), ready_timeout_s=60) as lane:
-            # The backend itself is healthy (its health proxy is never faulted)...
+        async with driver.lane(LaneRequest(backend=BackendSpec(), down=(HopDown(hop="backend"),), ready_timeout_s=60)) as lane:
+            # The backend itself is healthy (readiness never goes through a faulted proxy)...
             assert lane.outcome.ready, lane.outcome.detail
             # ...but its own backend proxy refuses clients (refused outright, or
             # accepted and closed by Docker's userland port proxy).
             with pytest.raises((OSError, InvalidHandshake)):
                 await _welcome(lane.base_url, driver.mint_token())
             # The stack's shared proxies are untouched.
-            async with driver.lane(BackendSpec(), ready_timeout_s=60) as other:
+            async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as other:
                 assert other.outcome.ready
                 await _welcome(other.base_url, driver.mint_token())
 
@@ -195,15 +207,15 @@ def test_ctrl_c_on_the_cli_leaves_nothing(images: dict[str, str], when: str) -> 
     )
     try:
         deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            projects = _projects_with_prefix(prefix)
-            if when == "mid-up" and projects:
-                break
-            if when == "mid-run" and projects:
-                lanes = _run(["docker", "ps", "-q", "--filter", f"label={LANE_LABEL}"], timeout=30).stdout.split()
-                if lanes:
+        if when == "mid-run":  # the stack is up: the lane opens next
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if "compose stack healthy" in line:
                     break
+            else:
+                pytest.fail("the compose stack never came up")
+        while when == "mid-up" and not _projects_with_prefix(prefix):
+            assert proc.poll() is None, proc.communicate()[0]
             assert time.monotonic() < deadline, f"nothing of {prefix} appeared within 120 s"
             time.sleep(0.05)  # polling a bounded wait on another process
         proc.send_signal(signal.SIGINT)

@@ -28,7 +28,7 @@ from tests.docker.conftest import (
     stack_env,
 )
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 EXPECTED_PROXIES = {
     "postgres": ("0.0.0.0:15432", "postgres:5432"),

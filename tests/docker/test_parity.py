@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 #: What a verdict rests on, without the timings (those differ between drivers, within bounds).
 SHAPE = ("handshake", "welcome", "close_code", "close_reason", "pong", "closed_by")

@@ -22,6 +22,8 @@ from replica.polling import port_is_open, wait_for_http, wait_for_tcp, wait_unti
 from replica.errors import InfrastructureError
 from tests.servers_support import pid_alive, read_line
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 

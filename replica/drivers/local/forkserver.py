@@ -1,40 +1,73 @@
-"""Fast backend starts: fork from a process that has already imported the backend.
+"""Fast server starts: fork from a process that has already imported the servers.
 
 Importing FastAPI, uvicorn, asyncpg and redis-py costs most of a second; a
-scenario needs a fresh backend process per run. :class:`BackendSpawner` keeps a
-``multiprocessing`` fork server with those modules preloaded, and each backend is
-a fork of it running exactly what ``python -m replica.backend`` runs, with its
-own environment, its own process group and its output in a log file. A backend
-dies with the fork server, and the fork server with the harness.
+scenario needs a fresh backend process per run. :class:`ForkServer` keeps a
+``multiprocessing`` fork server with those modules preloaded
+(:mod:`replica.drivers.local.preload`), and each server it starts is a fork of it
+running a module's ``main`` (what ``python -m MODULE`` runs) with its own
+environment, its own session and its output in a log file.
+
+A started server serves on a socket the harness bound: the socket travels to the
+fork with the start request (``SCM_RIGHTS``) and its descriptor number is put in
+the server's environment (``REPLICA_FD``, ``AUTH_FD``), so no port is ever picked
+"free" and hoped to stay so. A fork dies with the fork server, and the fork server
+with the harness.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import importlib
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
 import signal
+import socket
 import sys
+import threading
+import types
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from replica.drivers.local.process import tail_lines
 
-#: Imported once by the fork server: ``__main__`` (so a fork does not run the
-#: harness's main module again; multiprocessing skips it when already loaded) and
-#: everything a backend needs, with its shared state warmed up.
-PRELOAD = ["__main__", "replica.drivers.local.preload"]
+#: Imported once by the fork server: everything a server needs, with its shared
+#: state warmed up.
+PRELOAD = ["replica.drivers.local.preload"]
 _PR_SET_PDEATHSIG = 1
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a fork without the harness's main module.
+
+    multiprocessing tells each fork to import the parent's ``__main__`` (for a
+    ``python -m replica.cli`` or ``replica`` harness: the whole CLI, ~60-190 ms of
+    CPU per fork, measured), and CPython never hands the fork server the main
+    path to preload it once. A fork runs a module's ``main``; it needs nothing
+    from the harness's, so it is not told about it.
+    """
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
+
+
+_MAIN_SWAP = threading.Lock()
 
 
 def _release_fork_server_fds() -> None:
     """Close the fork server's "harness alive" pipe and the resource tracker's pipe.
 
-    multiprocessing hands every fork a copy of both. A backend holding them would
+    multiprocessing hands every fork a copy of both. A server holding them would
     keep the fork server (and so itself) alive after the harness is gone; without
-    them, the harness's exit ends the fork server, whose exit ends the backend.
+    them, the harness's exit ends the fork server, whose exit ends the server.
     """
     for fd in (
         getattr(multiprocessing.forkserver._forkserver, "_forkserver_alive_fd", None),
@@ -49,8 +82,8 @@ def _release_fork_server_fds() -> None:
     multiprocessing.resource_tracker._resource_tracker._fd = None
 
 
-def _child(env: dict[str, str], log_path: str) -> None:
-    """Runs in the fork: become a process group, log to the file, serve."""
+def _child(main: str, env: dict[str, str], log_path: str, listener: socket.socket, fd_env: str) -> None:
+    """Runs in the fork: become a session, log to the file, serve on ``listener``."""
     _release_fork_server_fds()
     os.setsid()
     try:
@@ -65,10 +98,10 @@ def _child(env: dict[str, str], log_path: str) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     os.environ.clear()
     os.environ.update(env)
+    os.environ[fd_env] = str(listener.detach())  # the server owns the descriptor from here
     sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
-    from replica.backend.__main__ import main
-
-    sys.exit(main())
+    module, _, function = main.partition(":")
+    sys.exit(getattr(importlib.import_module(module), function)())
 
 
 def _kill(pid: int) -> None:
@@ -78,18 +111,23 @@ def _kill(pid: int) -> None:
         pass
 
 
-class ForkedBackend:
-    """One backend process; the same surface the driver uses of a managed process."""
+class ForkedProcess:
+    """One server forked from the fork server; a :class:`~replica.drivers.lanes.RunningBackend`."""
 
     def __init__(self, process: multiprocessing.process.BaseProcess, name: str, log_path: Path) -> None:
         self._process = process
         self.name = name
         self.log_path = log_path
+        self._stopping: asyncio.Future[int | None] | None = None
 
     @property
     def pid(self) -> int:
         assert self._process.pid is not None
         return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
 
     def poll(self) -> int | None:
         return self._process.exitcode
@@ -101,13 +139,13 @@ class ForkedBackend:
         try:
             os.killpg(self.pid, sig)
         except ProcessLookupError:
-            try:  # not yet its own group leader
+            try:  # not yet its own session leader
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
 
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM the group, wait, then SIGKILL it. Idempotent."""
+    def kill(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM the group, wait, then SIGKILL it. Idempotent; blocks."""
         if self._process.exitcode is None:
             self._signal_group(signal.SIGTERM)
             self._process.join(timeout)
@@ -115,14 +153,30 @@ class ForkedBackend:
         self._process.join(timeout)
         return self._process.exitcode
 
+    # -- RunningBackend --------------------------------------------------------------
 
-class BackendSpawner:
+    async def exit_code(self) -> int | None:
+        return self.poll()
+
+    async def log(self, n_lines: int = 40) -> str:
+        return self.log_tail(n_lines)
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stop it in the background (graceful, then killed): the next run need not
+        wait, and the fork server's owner kills it at exit at the latest."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(asyncio.to_thread(self.kill, timeout))
+
+
+class ForkServer:
+    """Starts preloaded Python servers by forking (see the module docstring)."""
+
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
 
     def warm(self) -> None:
-        """Start the fork server now; it imports the backend in the background."""
+        """Start the fork server now; it imports the servers in the background."""
         multiprocessing.forkserver.ensure_running()
 
     def close(self) -> None:
@@ -133,15 +187,30 @@ class BackendSpawner:
         """
         server = multiprocessing.forkserver._forkserver
         if getattr(server, "_forkserver_pid", None) is not None:
-            _kill(server._forkserver_pid)  # its backends die with it (PR_SET_PDEATHSIG)
+            _kill(server._forkserver_pid)  # its forks die with it (PR_SET_PDEATHSIG)
             server._stop()  # closes our end of its pipe and reaps it
         tracker = multiprocessing.resource_tracker._resource_tracker
         if getattr(tracker, "_pid", None) is not None:
             _kill(tracker._pid)
             tracker._stop()
 
-    def spawn(self, env: Mapping[str, str], log_path: Path, name: str) -> ForkedBackend:
+    async def start_async(
+        self, main: str, env: Mapping[str, str], log_path: Path, name: str, *, listener: socket.socket, fd_env: str
+    ) -> ForkedProcess:
+        """:meth:`start` off the event loop: a start waits for the fork server to be
+        scheduled, and a busy machine must not stall the loop's other lanes (their
+        probes time closes to the millisecond)."""
+        return await asyncio.to_thread(self.start, main, env, log_path, name, listener=listener, fd_env=fd_env)
+
+    def start(
+        self, main: str, env: Mapping[str, str], log_path: Path, name: str, *, listener: socket.socket, fd_env: str
+    ) -> ForkedProcess:
+        """Fork a server running ``main`` (``module:function``) on ``listener``, whose
+        descriptor it finds in ``$fd_env``. The caller keeps (and closes) its own copy."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        process = self._ctx.Process(target=_child, args=(dict(env), str(log_path)), name=name, daemon=True)
-        process.start()
-        return ForkedBackend(process, name, log_path)
+        process = self._ctx.Process(
+            target=_child, args=(main, dict(env), str(log_path), listener, fd_env), name=name, daemon=True
+        )
+        with _main_module_hidden():
+            process.start()
+        return ForkedProcess(process, name, log_path)

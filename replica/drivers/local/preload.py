@@ -1,12 +1,14 @@
-"""What the backend fork server loads once, so each backend fork starts in milliseconds.
+"""What the fork server loads once, so each server fork starts in milliseconds.
 
-Importing this module imports the backend, its servers and clients, and builds
-the shared TLS context; every fork inherits all of it.
+Importing this module imports the backend and the auth service, their servers and
+clients, and builds the shared TLS context; every fork inherits all of it.
 """
 
 import replica.backend.server  # noqa: F401  (first: it quiets uvicorn's ws deprecation notice)
 import replica.backend.__main__  # noqa: F401
 import replica.backend.handlers.preload  # noqa: F401  (every built-in variant, from the registry)
+import replica.auth.__main__  # noqa: F401
+import replica.drivers.local.forkserver  # noqa: F401  (each fork's entry point, unpickled in the fork)
 
 import asyncpg  # noqa: F401
 import httpcore._async.connection_pool  # noqa: F401

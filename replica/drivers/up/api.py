@@ -27,30 +27,26 @@ from typing import AsyncIterator
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from replica.drivers.local.driver import LocalDriver, LocalLane
+from replica.drivers.base import LaneRequest
+from replica.drivers.lanes import OpenLane
+from replica.drivers.local.driver import LocalDriver
 from replica.errors import ReplicaError
-from replica.scenarios import HOPS, BackendSpec, HopDown, ProbeAfter, ToxicSpec
+from replica.scenarios import HOPS
 
 MAX_OPEN_LANES = 16
 MAX_BODY_BYTES = 64 * 1024
 MAX_LOG_LINES = 10_000
 
 
-class LaneRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    backend: BackendSpec
-    toxics: tuple[ToxicSpec, ...] = Field(default=(), max_length=64)
-    down: tuple[HopDown, ...] = Field(default=(), max_length=8)
-    ready_timeout_s: float = Field(default=20.0, gt=0, le=300)
-    probe_after: ProbeAfter = "listening"
+class BuiltinLaneRequest(LaneRequest):
+    """A lane of the built-in backend, whose hops are fixed."""
 
     @model_validator(mode="after")
-    def _hops_of_the_builtin_backend(self) -> "LaneRequest":
+    def _hops_of_the_builtin_backend(self) -> "BuiltinLaneRequest":
         for fault in (*self.toxics, *self.down):
             if fault.hop not in HOPS:
                 raise ValueError(f"unknown hop {fault.hop!r} (known: {', '.join(HOPS)})")
@@ -131,7 +127,7 @@ async def _reject(send: Send, status: int, detail: str) -> None:
 
 
 def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGIApp:
-    lanes: dict[str, tuple[AsyncExitStack, LocalLane]] = {}
+    lanes: dict[str, tuple[AsyncExitStack, OpenLane]] = {}
     opening = 0
 
     @asynccontextmanager
@@ -147,31 +143,23 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
         exception_handlers={StarletteHTTPException: _http_error, RequestValidationError: _invalid_request},
     )
 
-    def info(lane_id: str, lane: LocalLane) -> LaneInfo:
-        return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.proxies, outcome=asdict(lane.outcome))
+    def info(lane_id: str, lane: OpenLane) -> LaneInfo:
+        return LaneInfo(id=lane_id, base_url=lane.base_url, proxies=lane.faults.proxies, outcome=asdict(lane.outcome))
 
-    def lookup(lane_id: str) -> tuple[AsyncExitStack, LocalLane]:
+    def lookup(lane_id: str) -> tuple[AsyncExitStack, OpenLane]:
         if lane_id not in lanes:
             raise HTTPException(404, "no open lane with that id")
         return lanes[lane_id]
 
     @app.post("/lanes", status_code=201)
-    async def open_lane(body: LaneRequest, request: Request) -> LaneInfo:
+    async def open_lane(body: BuiltinLaneRequest, request: Request) -> LaneInfo:
         nonlocal opening
         if len(lanes) + opening >= max_open_lanes:
             raise HTTPException(429, f"{max_open_lanes} lanes are open already: close one first")
         opening += 1
         stack = AsyncExitStack()
         try:
-            lane = await stack.enter_async_context(
-                driver.lane(
-                    body.backend,
-                    toxics=body.toxics,
-                    down=body.down,
-                    ready_timeout_s=body.ready_timeout_s,
-                    probe_after=body.probe_after,
-                )
-            )
+            lane = await stack.enter_async_context(driver.lane(body))
             if lane.outcome.refused_settings or await request.is_disconnected():
                 await stack.aclose()
                 return info("closed", lane)

@@ -1,4 +1,9 @@
-"""A driver that opens lanes on a stack ``replica up`` keeps running (see ``replica.drivers.up.api``)."""
+"""A driver that opens lanes on a stack ``replica up`` keeps running (see ``replica.drivers.up.api``).
+
+The running stack does the whole lane lifecycle; this side sends the
+:class:`~replica.drivers.base.LaneRequest`, gets the lane's address and proxies
+back, and applies after-ready faults through the same :class:`LaneFaults`.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,21 @@ import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient
 from replica.auth.tokens import mint_token
-from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, ProxyFaults
+from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, LaneRequest
+from replica.drivers.lanes import LaneFaults
 from replica.drivers.stack import StackInfo
 from replica.errors import InfrastructureError
-from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from replica.tls import client_ssl_context
 
 
-class RemoteLane(ProxyFaults):
-    def __init__(self, http: httpx.AsyncClient, client: AsyncToxiproxyClient, info: dict) -> None:
+class RemoteLane:
+    """A lane the running stack opened for this process."""
+
+    def __init__(self, http: httpx.AsyncClient, faults: LaneFaults, info: dict) -> None:
         self._http = http
-        self._client = client
+        self.faults = faults
         self.id: str = info["id"]
         self.base_url: str = info["base_url"]
-        self.proxies: dict[str, str] = info["proxies"]
         self.outcome = BackendOutcome(**info["outcome"])
 
     async def backend_log(self, n_lines: int = 40) -> str:
@@ -43,34 +49,20 @@ class RemoteDriver:
         return mint_token(self.info.jwt_secret, sub=sub)
 
     @asynccontextmanager
-    async def lane(
-        self,
-        backend: BackendSpec,
-        *,
-        toxics: tuple[ToxicSpec, ...] = (),
-        down: tuple[HopDown, ...] = (),
-        ready_timeout_s: float = 20.0,
-        probe_after: str = "listening",
-    ) -> AsyncIterator[RemoteLane]:
-        body = {
-            "backend": backend.model_dump(mode="json"),
-            "toxics": [t.model_dump(mode="json") for t in toxics],
-            "down": [d.model_dump(mode="json") for d in down],
-            "ready_timeout_s": ready_timeout_s,
-            "probe_after": probe_after,
-        }
+    async def lane(self, request: LaneRequest) -> AsyncIterator[RemoteLane]:
         assert self.info.lanes_url is not None
         async with httpx.AsyncClient(
-            base_url=self.info.lanes_url, timeout=ready_timeout_s + 30,
+            base_url=self.info.lanes_url, timeout=request.ready_timeout_s + 30,
             transport=httpx.AsyncHTTPTransport(uds=self.info.lanes_socket),
         ) as http, AsyncToxiproxyClient(self.info.toxiproxy_url, verify=client_ssl_context()) as client:
             try:
-                response = await http.post("/lanes", json=body)
+                response = await http.post("/lanes", json=request.model_dump(mode="json"))
             except httpx.HTTPError as exc:
                 raise InfrastructureError(f"the running stack did not answer ({exc!r}); check `replica status`") from exc
             if response.status_code != 201:
                 raise InfrastructureError(f"the running stack could not open a lane: {response.text}")
-            lane = RemoteLane(http, client, response.json())
+            info = response.json()
+            lane = RemoteLane(http, LaneFaults(client, info["proxies"]), info)
             try:
                 yield lane
             finally:

@@ -1,0 +1,132 @@
+"""The ``docker`` commands the compose driver runs, and what it checks before it starts.
+
+Every command runs in a session of its own (a Ctrl-C in the terminal reaches only
+the harness, which then tears down in order) and is bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Mapping, Sequence
+
+PROJECT_LABEL = "com.docker.compose.project"
+DOCKER_TIMEOUT_S = 60.0
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def compose_file() -> Path:
+    return Path(os.environ.get("REPLICA_COMPOSE_FILE") or repo_root() / "docker-compose.yml")
+
+
+def images_env_file() -> Path:
+    return Path(os.environ.get("REPLICA_IMAGES_ENV") or compose_file().parent / ".replica" / "images.env")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def docker(
+    args: Sequence[str], *, timeout: float = DOCKER_TIMEOUT_S, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``docker ARGS``, bounded; on timeout or interrupt the command is stopped,
+    then the exception propagates."""
+    proc = subprocess.Popen(
+        ["docker", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def compose_problem() -> str | None:
+    """Why the compose driver cannot run here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "the docker client is not installed (scripts/ensure-docker.sh)"
+    try:
+        if docker(["info", "--format", "{{.ServerVersion}}"], timeout=10).returncode != 0:
+            return "no Docker engine answers (scripts/ensure-docker.sh starts one)"
+        if docker(["compose", "version", "--short"], timeout=10).returncode != 0:
+            return "'docker compose' (v2) is missing (scripts/ensure-docker.sh installs it)"
+    except subprocess.TimeoutExpired:
+        return "the Docker engine does not answer within 10 s"
+    if not compose_file().exists():
+        return f"{compose_file()} is missing"
+    if not images_env_file().exists():
+        return f"{images_env_file()} is missing: run `make images`"
+    images = read_env_file(images_env_file())
+    for key in ("REPLICA_IMAGE", "TOXIPROXY_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE"):
+        ref = images.get(key)
+        if not ref:
+            return f"{images_env_file()} names no {key}: run `make images`"
+        if docker(["image", "inspect", ref], timeout=20).returncode != 0:
+            return f"image {ref} is not present: run `make images`"
+    return None
+
+
+def compose_ready() -> bool:
+    """Whether an engine, Compose v2 and the project's images are all there."""
+    return compose_problem() is None
+
+
+def project_resources(project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes that carry the project's label."""
+    label = f"label={PROJECT_LABEL}={project}"
+    found: dict[str, list[str]] = {}
+    for kind, argv in (
+        ("containers", ["ps", "--all", "--quiet", "--filter", label]),
+        ("networks", ["network", "ls", "--quiet", "--filter", label]),
+        ("volumes", ["volume", "ls", "--quiet", "--filter", label]),
+    ):
+        try:
+            found[kind] = docker(argv, timeout=30).stdout.split()
+        except subprocess.TimeoutExpired:
+            found[kind] = []
+    return found
+
+
+def sweep_project(project: str) -> dict[str, list[str]]:
+    """Remove whatever of the project is still there (after ``down``); returns it."""
+    left = project_resources(project)
+    try:
+        if left["containers"]:
+            docker(["rm", "--force", "--volumes", *left["containers"]], timeout=60)
+        if left["networks"]:
+            docker(["network", "rm", *left["networks"]], timeout=60)
+        if left["volumes"]:
+            docker(["volume", "rm", "--force", *left["volumes"]], timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    return left

@@ -1,0 +1,320 @@
+"""The ``compose`` driver: the replica as containers (``docker-compose.yml``).
+
+The stack — the fault proxy, PostgreSQL, Redis, the auth service and the lanes
+container — is brought up with ``docker compose up --wait`` under a project name
+of its own, so parallel stacks never collide. The lanes container holds a
+preloaded fork server (:mod:`replica.drivers.compose.agent`) that forks a fresh
+backend per run, so a lane costs a fork, not a container start. Each lane has
+four proxies of its own inside the proxy container (``postgres-<id>``,
+``redis-<id>``, ``auth-<id>``, ``backend-<id>``) on its slot's fixed ports, like
+the local driver's lanes. The host reaches a lane only through ports published on
+127.0.0.1: the lane's ``backend`` proxy (faults apply) and, for readiness, the
+backend's own port in the lanes container.
+
+Everything a driver created carries the label
+``com.docker.compose.project=<project>`` and is removed by :meth:`close`:
+``docker compose down --volumes --remove-orphans``, then a sweep by label. The
+CLI calls it in ``finally`` (Ctrl-C included); a failed start calls it before
+raising. The project name is ``$REPLICA_COMPOSE_PROJECT_PREFIX-<random>``
+(prefix default ``staging-replica``), fresh for every driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import httpx
+
+from replica.drivers.compose.agent import AGENT_PORT, BACKEND_PORT_BASE, MAX_SLOTS
+from replica.drivers.compose.docker import (
+    compose_file,
+    compose_problem,
+    docker,
+    images_env_file,
+    last_line,
+    sweep_project,
+)
+from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
+from replica.errors import ConfigError, InfrastructureError
+from replica.interrupts import deferred_signals
+
+Progress = Callable[[str], None]
+
+#: Container ports of the proxy container: slot i's ``backend`` proxy listens on
+#: LANE_PORT_BASE + i (published on 127.0.0.1), its dependency proxies on
+#: DEP_PORT_BASE + 10i + {0: postgres, 1: redis, 2: auth} (not published).
+LANE_PORT_BASE = 18100
+DEP_PORT_BASE = 20000
+DEP_OFFSETS = {"postgres": 0, "redis": 1, "auth": 2}
+STACK_SERVICES = ("toxiproxy", "postgres", "redis", "auth", "lanes")
+DEFAULT_UP_TIMEOUT_S = 180.0
+DEFAULT_COMPOSE_LANES = 4
+
+
+def _published(rows: list[dict]) -> dict[tuple[str, int], int]:
+    """(service, container port) → host port, for ports published on 127.0.0.1."""
+    found: dict[tuple[str, int], int] = {}
+    for row in rows:
+        for pub in row.get("Publishers") or []:
+            if pub.get("PublishedPort") and pub.get("URL") == "127.0.0.1":
+                found[(row["Service"], int(pub["TargetPort"]))] = int(pub["PublishedPort"])
+    return found
+
+
+class AgentBackend:
+    """A backend the lanes container's agent forked; a :class:`RunningBackend`."""
+
+    def __init__(self, http: httpx.AsyncClient, name: str) -> None:
+        self._http = http
+        self.name = name
+
+    async def exit_code(self) -> int | None:
+        response = await self._http.get(f"/backends/{self.name}")
+        response.raise_for_status()
+        return response.json()["exit_code"]
+
+    async def log(self, n_lines: int = 40) -> str:
+        try:
+            response = await self._http.get(f"/backends/{self.name}/log", params={"lines": n_lines})
+        except httpx.HTTPError:
+            return ""
+        return response.json().get("log", "") if response.status_code == 200 else ""
+
+    async def stop(self) -> None:
+        """It stops in the background; the agent frees its slot's port before the next start there."""
+        try:
+            await self._http.delete(f"/backends/{self.name}", timeout=30)
+        except httpx.HTTPError:
+            pass
+        finally:
+            await self._http.aclose()
+
+
+class ComposeDriver(LaneDriver):
+    """Lanes of backends forked in the lanes container of a compose stack this driver started."""
+
+    name = "compose"
+
+    def __init__(
+        self, project: str, *, max_parallel_lanes: int = DEFAULT_COMPOSE_LANES, progress: Progress = lambda _m: None
+    ) -> None:
+        if not 1 <= max_parallel_lanes <= MAX_SLOTS:
+            raise ConfigError(f"the compose driver runs 1 to {MAX_SLOTS} lanes at once (got {max_parallel_lanes})")
+        self.project = project
+        self.max_parallel_lanes = max_parallel_lanes
+        self.progress = progress
+        self.compose_file = compose_file()
+        self.images_env = images_env_file()
+        self.jwt_secret = secrets.token_hex(32)
+        self.lanes_token = secrets.token_hex(32)
+        postgres_password = secrets.token_hex(16)
+        redis_password = secrets.token_hex(16)
+        self._secrets = {
+            "JWT_SECRET": self.jwt_secret,
+            "POSTGRES_PASSWORD": postgres_password,
+            "REDIS_PASSWORD": redis_password,
+            "POSTGRES_USER": "replica",
+            "POSTGRES_DB": "replica",
+            "LANES_TOKEN": self.lanes_token,
+            "LANES_SLOTS": str(max_parallel_lanes),
+        }
+        self.dependency_urls = {
+            "postgres": f"postgresql://replica:{postgres_password}@postgres:5432/replica",
+            "redis": f"redis://:{redis_password}@redis:6379/0",
+            "auth": "http://auth:8081",
+        }
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{project}-"))
+        self._override = self._tmp / "lanes.yml"
+        self._free_slots = list(range(max_parallel_lanes))
+        self._published: dict[tuple[str, int], int] = {}
+        self.toxiproxy_url = ""
+        self.agent_url = ""
+        self._closed = False
+        self.up_seconds: float | None = None
+
+    # -- start / stop ------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        progress: Progress = lambda _m: None,
+        *,
+        project: str | None = None,
+        max_parallel_lanes: int = DEFAULT_COMPOSE_LANES,
+        timeout: float = DEFAULT_UP_TIMEOUT_S,
+    ) -> "ComposeDriver":
+        """Bring the stack up (healthy) or raise :class:`InfrastructureError`; after a
+        failed or interrupted start nothing of the project is left."""
+        problem = compose_problem()
+        if problem:
+            raise InfrastructureError(f"the compose driver cannot run: {problem}")
+        if project is None:
+            # A fresh name per run: never the name of a stack someone started by hand.
+            prefix = os.environ.get("REPLICA_COMPOSE_PROJECT_PREFIX") or "staging-replica"
+            project = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        driver = cls(project, max_parallel_lanes=max_parallel_lanes, progress=progress)
+        try:
+            driver._up(timeout)
+        except BaseException:
+            driver.close()
+            raise
+        return driver
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "REPLICA_COMPOSE_PROJECT": self.project, **self._secrets}
+
+    def _compose_args(self) -> list[str]:
+        return [
+            "compose",
+            "--project-name",
+            self.project,
+            "--project-directory",
+            str(self.compose_file.parent),
+            "-f",
+            str(self.compose_file),
+            "-f",
+            str(self._override),
+            "--env-file",
+            str(self.images_env),
+        ]
+
+    def _write_override(self) -> None:
+        """The lane slots' published ports, and the user's code (read-only) for their handlers."""
+        slots = range(self.max_parallel_lanes)
+        toxiproxy = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in slots)
+        lanes = "\n".join(f'      - "127.0.0.1::{port}"' for port in (AGENT_PORT, *(BACKEND_PORT_BASE + s for s in slots)))
+        self._override.write_text(
+            f"# lane slots of the compose driver (project {self.project})\n"
+            f"services:\n"
+            f"  toxiproxy:\n    ports:\n{toxiproxy}\n"
+            f"  lanes:\n    ports:\n{lanes}\n"
+            f"    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n"
+        )
+
+    def _up(self, timeout: float) -> None:
+        self._write_override()
+        self.progress(f"starting the compose stack (project {self.project})")
+        started = time.monotonic()
+        try:
+            out = docker(
+                [*self._compose_args(), "up", "--detach", "--wait", "--no-build", "--pull", "never", *STACK_SERVICES],
+                timeout=timeout,
+                env=self.env,
+            )
+        except subprocess.TimeoutExpired:
+            raise InfrastructureError(
+                f"the compose stack did not become healthy within {timeout:g} s:\n{self._logs()}"
+            ) from None
+        if out.returncode != 0:
+            raise InfrastructureError(f"`docker compose up` failed ({out.returncode}): {last_line(out.stderr)}\n{self._logs()}")
+        self._read_ports()
+        self.up_seconds = time.monotonic() - started
+        self.progress(f"compose stack healthy in {self.up_seconds:.1f} s")
+
+    def _logs(self, tail: int = 20) -> str:
+        try:
+            out = docker([*self._compose_args(), "logs", "--no-color", "--tail", str(tail)], timeout=30, env=self.env)
+        except subprocess.TimeoutExpired:
+            return ""
+        return out.stdout[-6000:]
+
+    def _read_ports(self) -> None:
+        out = docker([*self._compose_args(), "ps", "--format", "json", "toxiproxy", "lanes"], timeout=30, env=self.env)
+        if out.returncode != 0:
+            raise InfrastructureError(f"cannot read the stack's published ports: {last_line(out.stderr)}")
+        text = out.stdout.strip()
+        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        self._published = _published(rows)
+        slots = range(self.max_parallel_lanes)
+        needed = [("toxiproxy", 8474), ("lanes", AGENT_PORT)]
+        needed += [("toxiproxy", LANE_PORT_BASE + s) for s in slots] + [("lanes", BACKEND_PORT_BASE + s) for s in slots]
+        missing = [f"{service}:{port}" for service, port in needed if (service, port) not in self._published]
+        if missing:
+            raise InfrastructureError(f"the stack does not publish {', '.join(missing)} on 127.0.0.1")
+        self.toxiproxy_url = f"http://127.0.0.1:{self._published[('toxiproxy', 8474)]}"
+        self.agent_url = f"http://127.0.0.1:{self._published[('lanes', AGENT_PORT)]}"
+
+    def close(self) -> None:
+        """Remove every container, network and volume of the project (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with deferred_signals() as received:
+            try:
+                if self._override.exists():
+                    docker(
+                        [*self._compose_args(), "down", "--volumes", "--remove-orphans", "--timeout", "5"],
+                        timeout=120,
+                        env=self.env,
+                    )
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                sweep_project(self.project)
+                shutil.rmtree(self._tmp, ignore_errors=True)
+        if received:
+            raise KeyboardInterrupt(f"received signal {received[0]} during teardown")
+
+    def __enter__(self) -> "ComposeDriver":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- where a lane's hops are, how its backend starts ------------------------------
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[int]:
+        if self._closed:
+            raise InfrastructureError("the compose driver is closed")
+        if not self._free_slots:
+            raise InfrastructureError(f"more than {self.max_parallel_lanes} lanes open at once on the compose driver")
+        slot = self._free_slots.pop(0)
+        try:
+            yield slot
+        finally:
+            self._free_slots.append(slot)
+
+    def proxy_listen(self, hop: str, slot: int) -> str:
+        if hop == "backend":
+            return f"0.0.0.0:{LANE_PORT_BASE + slot}"
+        return f"0.0.0.0:{DEP_PORT_BASE + 10 * slot + DEP_OFFSETS[hop]}"
+
+    def proxy_address(self, hop: str, port: int) -> str:
+        if hop == "backend":
+            return f"127.0.0.1:{self._published[('toxiproxy', port)]}"
+        return f"toxiproxy:{port}"
+
+    async def place_backend(self, slot: int) -> BackendPlace:
+        port = BACKEND_PORT_BASE + slot
+        return BackendPlace(
+            upstream=f"lanes:{port}", health_url=f"http://127.0.0.1:{self._published[('lanes', port)]}", listener=slot
+        )
+
+    async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
+        http = httpx.AsyncClient(
+            base_url=self.agent_url, timeout=10.0, headers={"Authorization": f"Bearer {self.lanes_token}"}
+        )
+        try:
+            response = await http.post("/backends", json={"name": name, "slot": place.listener, "env": env})
+        except httpx.HTTPError as exc:
+            await http.aclose()
+            raise InfrastructureError(f"the lanes container did not answer ({exc!r})") from exc
+        if response.status_code != 201:
+            await http.aclose()
+            raise InfrastructureError(f"the lanes container could not start a backend: {response.text}")
+        return AgentBackend(http, name)
+
+
+__all__ = ["ComposeDriver", "AgentBackend"]

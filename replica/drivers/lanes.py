@@ -1,0 +1,305 @@
+"""The lane lifecycle, once for every driver that starts backends itself.
+
+request → proxies → backend start → readiness → the lane (probed by the runner) →
+teardown. A driver (a :class:`LaneDriver`) supplies only where a lane's hops are
+(:meth:`~LaneDriver.proxy_listen`, :meth:`~LaneDriver.proxy_address`,
+:meth:`~LaneDriver.place_backend`) and how a backend starts
+(:meth:`~LaneDriver.start_backend`, returning a :class:`RunningBackend`).
+
+The backend listens on a place the harness chose and holds: a socket bound on
+127.0.0.1 port 0 and handed to the child (local), or a port inside a container no
+one else uses (compose). Nothing is picked "free" and hoped to stay so.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from abc import ABC, abstractmethod
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
+from replica.auth.tokens import mint_token
+from replica.drivers.base import BackendOutcome, LaneRequest
+from replica.errors import USAGE_ERROR, InfrastructureError
+from replica.polling import wait_until_async
+from replica.scenarios import HopDown, ToxicSpec
+from replica.tls import client_ssl_context
+
+#: The dependencies every lane puts a proxy in front of; ``backend`` is the fourth hop.
+DEPENDENCIES = ("postgres", "redis", "auth")
+HOPS = (*DEPENDENCIES, "backend")
+#: Readiness polls back off from 5 ms to this: a fresh backend answers within ~0.1-0.5 s.
+READY_POLL_MAX_S = 0.02
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+@dataclass
+class LaneFaults:
+    """A lane's proxies (hop → proxy name) and the faults on them, through the fault proxy's API."""
+
+    client: AsyncToxiproxyClient
+    proxies: dict[str, str]
+
+    async def add_toxic(self, toxic: ToxicSpec) -> None:
+        await self.client.add_toxic(
+            self.proxies[toxic.hop],
+            toxic.type,
+            stream=toxic.stream,
+            toxicity=toxic.toxicity,
+            attributes=dict(toxic.attributes),
+        )
+
+    async def set_down(self, down: HopDown) -> None:
+        await self.client.update_proxy(self.proxies[down.hop], enabled=False)
+
+    async def apply(self, request: LaneRequest, when: str) -> None:
+        """Add the toxics and take down the hops whose ``when`` is ``when``, in order."""
+        for toxic in request.toxics:
+            if toxic.when == when:
+                await self.add_toxic(toxic)
+        for hop in request.down:
+            if hop.when == when:
+                await self.set_down(hop)
+
+
+async def delete_proxies(client: AsyncToxiproxyClient, names: list[str]) -> None:
+    """Delete proxies, newest first, ignoring ones already gone. Deleting a proxy closes
+    its connections, which frees a backend blocked on a hung dependency."""
+    for name in reversed(names):
+        try:
+            await client.delete_proxy(name)
+        except ToxiproxyError:  # NotFound included: already gone
+            pass
+
+
+# ----------------------------------------------------------------------------- backend
+
+
+class RunningBackend(Protocol):
+    """A started backend, wherever it runs."""
+
+    name: str
+
+    async def exit_code(self) -> int | None:
+        """Its exit status once it has exited, else None."""
+        ...
+
+    async def log(self, n_lines: int = 40) -> str:
+        """The last lines of its output."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop it (gracefully, then for sure); may return before it is gone."""
+        ...
+
+
+@dataclass
+class BackendPlace:
+    """Where a lane's backend listens, as the harness holds it until the backend starts."""
+
+    #: ``host:port`` the fault proxy forwards the lane's ``backend`` hop to.
+    upstream: str
+    #: Base URL the readiness wait polls (never through a proxy that gets toxics).
+    health_url: str
+    #: What the backend is handed to listen on (a bound socket, a slot number, ...).
+    listener: Any = None
+
+    def release(self) -> None:
+        """Drop the harness's hold (its copy of a handed-over socket)."""
+        close = getattr(self.listener, "close", None)
+        if close is not None:
+            close()
+
+
+def with_hostport(url: str, hostport: str) -> str:
+    """``url`` pointed at ``hostport``, credentials and path kept."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=userinfo + hostport))
+
+
+def hostport(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def backend_environment(request: LaneRequest, dependency_urls: Mapping[str, str]) -> dict[str, str]:
+    """The built-in backend's environment for a lane: its spec and where its
+    dependencies answer (through the lane's proxies). Where it listens is the
+    starter's to add (``REPLICA_FD``, or host and port)."""
+    from replica.settings import BackendSettings
+
+    spec = request.backend
+    values: dict[str, object] = {
+        "environment": spec.environment,
+        "database_url": dependency_urls["postgres"],
+        "redis_url": dependency_urls["redis"],
+        "auth_url": dependency_urls["auth"],
+        "handler": spec.handler,
+        "server": spec.server,
+        "startup_mode": spec.startup_mode,
+        "failpoints": spec.failpoints,
+        "defects": ",".join(spec.defects),
+        "startup_wait_s": spec.startup_wait_s,
+        "ws_ping_interval_s": spec.ws_ping_interval_s,
+        "ws_ping_timeout_s": spec.ws_ping_timeout_s,
+    }
+    env = BackendSettings.model_validate({k: v for k, v in values.items() if v is not None}).to_env()
+    for key in ("REPLICA_HOST", "REPLICA_PORT"):
+        del env[key]
+    return env
+
+
+# ----------------------------------------------------------------------------- readiness
+
+
+def phase_finished(ready: httpx.Response, phase: str) -> bool:
+    """Whether ``/health/ready`` reports ``phase`` as done (ok, failed or cancelled)."""
+    try:
+        phases = {p["name"]: p["status"] for p in ready.json()["phases"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return phases.get(phase) in ("ok", "failed", "cancelled")
+
+
+async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, probe_after: str) -> BackendOutcome:
+    """Until the backend answers ``/health`` (and, unless ``probe_after`` is ``listening``,
+    ``/health/ready`` shows that startup phase finished), exits, or ``timeout`` runs out."""
+    path = "/health" if probe_after == "listening" else "/health/ready"
+    started = time.monotonic()
+    exited: list[int] = []
+
+    async with httpx.AsyncClient(timeout=0.5, verify=client_ssl_context()) as http:
+
+        async def check() -> bool:
+            code = await backend.exit_code()
+            if code is not None:
+                exited.append(code)
+                return True
+            response = await http.get(health_url + path)
+            if response.status_code == 200 or (path != "/health" and phase_finished(response, probe_after)):
+                return True
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+
+        try:
+            await wait_until_async(
+                check, timeout, what=f"the backend to answer {path}", retry_on=(httpx.HTTPError,), poll_max_s=READY_POLL_MAX_S
+            )
+        except InfrastructureError as exc:
+            return BackendOutcome(False, exc.message)
+    if exited:
+        tail = [line for line in (await backend.log(15)).splitlines() if line.strip()]
+        detail = f"backend exited with code {exited[0]}: {tail[-1] if tail else 'no output'}"
+        return BackendOutcome(False, detail, refused_settings=exited[0] == USAGE_ERROR)
+    return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
+
+
+# ----------------------------------------------------------------------------- the lane
+
+
+@dataclass
+class OpenLane:
+    """A lane this process opened: the backend, its proxies, how it came up."""
+
+    base_url: str
+    faults: LaneFaults
+    outcome: BackendOutcome = field(default_factory=lambda: BackendOutcome(ready=False, detail="not started"))
+    backend: RunningBackend | None = None
+
+    async def backend_log(self, n_lines: int = 40) -> str:
+        return await self.backend.log(n_lines) if self.backend else ""
+
+
+class LaneDriver(ABC):
+    """A driver that opens lanes by starting backends itself; subclasses say where
+    hops are and how a backend starts."""
+
+    name: str
+    max_parallel_lanes: int
+    #: The fault proxy's API, reachable from this process.
+    toxiproxy_url: str
+    #: The secret the stack's auth service validates tokens with.
+    jwt_secret: str
+    #: hop → URL of each dependency as the fault proxy reaches it (credentials included).
+    dependency_urls: dict[str, str]
+
+    def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
+        return mint_token(self.jwt_secret, sub=sub)
+
+    @abstractmethod
+    def proxy_listen(self, hop: str, slot: int) -> str:
+        """Where, inside the fault proxy, the lane's proxy for ``hop`` listens."""
+
+    @abstractmethod
+    def proxy_address(self, hop: str, port: int) -> str:
+        """``host:port`` at which a lane proxy listening on ``port`` is reached by its
+        client: the backend for a dependency, this process for ``backend``."""
+
+    @abstractmethod
+    async def place_backend(self, slot: int) -> BackendPlace:
+        """Reserve where the lane's backend will listen."""
+
+    @abstractmethod
+    async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
+        """Start a backend with ``env`` on ``place``; raise :class:`InfrastructureError`
+        when it cannot even be started (a backend that exits is an outcome, not an error)."""
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[int]:
+        """A lane slot, for drivers whose lanes use fixed places (default: no limit)."""
+        yield 0
+
+    @asynccontextmanager
+    async def lane(self, request: LaneRequest) -> AsyncIterator[OpenLane]:
+        lane_id = uuid.uuid4().hex[:8]
+        names = {hop: f"{hop}-{lane_id}" for hop in HOPS}
+        backend: RunningBackend | None = None
+        async with self.slot() as slot, AsyncToxiproxyClient(
+            self.toxiproxy_url, timeout=5.0, verify=client_ssl_context()
+        ) as client:
+            place = await self.place_backend(slot)
+            try:
+                upstreams = {hop: hostport(self.dependency_urls[hop]) for hop in DEPENDENCIES}
+                upstreams["backend"] = place.upstream
+                created = await client.populate(
+                    [{"name": names[hop], "upstream": upstreams[hop], "listen": self.proxy_listen(hop, slot)} for hop in HOPS]
+                )
+                ports = {hop: proxy.listen_port for hop, proxy in zip(HOPS, created)}
+                lane = OpenLane(f"http://{self.proxy_address('backend', ports['backend'])}", LaneFaults(client, names))
+                await lane.faults.apply(request, "before_start")
+                urls = {hop: with_hostport(self.dependency_urls[hop], self.proxy_address(hop, ports[hop])) for hop in DEPENDENCIES}
+                backend = lane.backend = await self.start_backend(
+                    backend_environment(request, urls), place, f"backend-{lane_id}"
+                )
+                place.release()
+                lane.outcome = await wait_ready(backend, place.health_url, request.ready_timeout_s, request.probe_after)
+                if lane.outcome.ready:
+                    await lane.faults.apply(request, "after_ready")
+                yield lane
+            except ToxiproxyError as exc:
+                raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc
+            finally:
+                place.release()
+                await delete_proxies(client, list(names.values()))  # first: frees a backend blocked on a hung hop
+                if backend is not None:
+                    await backend.stop()
+
+
+__all__ = [
+    "BackendPlace",
+    "LaneDriver",
+    "LaneFaults",
+    "OpenLane",
+    "RunningBackend",
+    "backend_environment",
+    "delete_proxies",
+    "wait_ready",
+]

@@ -1,0 +1,73 @@
+"""The lane lifecycle's pure parts: the request, the backend's environment, addresses."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from replica.drivers.base import LaneRequest
+from replica.drivers.lanes import backend_environment, hostport, phase_finished, with_hostport
+from replica.scenarios import BackendSpec
+from replica.settings import BackendSettings
+
+URLS = {
+    "postgres": "postgresql://replica:s3cret@127.0.0.1:40001/replica",
+    "redis": "redis://127.0.0.1:40002/0",
+    "auth": "http://127.0.0.1:40003",
+}
+
+
+def test_the_environment_says_everything_the_spec_says_and_where_the_hops_are() -> None:
+    spec = BackendSpec(
+        handler="seed-fix", server="gunicorn", startup_mode="background", failpoints="startup.supervisor=skip",
+        defects=("auth-log-json",), startup_wait_s=1.5, ws_ping_interval_s=0.5,
+    )
+    env = backend_environment(LaneRequest(backend=spec), URLS)
+    settings = BackendSettings.from_env(env)
+    assert (settings.handler, settings.server, settings.startup_mode) == ("seed-fix", "gunicorn", "background")
+    assert (settings.failpoints, settings.defects) == ("startup.supervisor=skip", "auth-log-json")
+    assert (settings.startup_wait_s, settings.ws_ping_interval_s) == (1.5, 0.5)
+    assert (settings.database_url, settings.redis_url, settings.auth_url) == (URLS["postgres"], URLS["redis"], URLS["auth"])
+    assert env["ENVIRONMENT"] == "staging"
+
+
+def test_where_the_backend_listens_is_left_to_the_starter() -> None:
+    env = backend_environment(LaneRequest(), URLS)
+    assert not {"REPLICA_HOST", "REPLICA_PORT", "REPLICA_FD"} & set(env)
+    assert "REPLICA_STARTUP_WAIT_S" not in env  # unset in the spec: the variant's own default
+
+
+def test_a_dependency_url_is_repointed_with_its_credentials_kept() -> None:
+    assert with_hostport(URLS["postgres"], "toxiproxy:20000") == "postgresql://replica:s3cret@toxiproxy:20000/replica"
+    assert with_hostport(URLS["redis"], "127.0.0.1:5") == "redis://127.0.0.1:5/0"
+    assert hostport(URLS["postgres"]) == "127.0.0.1:40001"
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ({"backend": {"handlr": "incident"}}, "handlr"),
+        ({"ready_timeout_s": 0}, "ready_timeout_s"),
+        ({"ready_timeout_s": 301}, "ready_timeout_s"),
+        ({"probe_after": "SOMETIME"}, "probe_after"),
+        ({"toxics": [{"hop": "nowhere", "type": "latency"}]}, "hop"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_lane_request_is_strict(body: dict, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        LaneRequest.model_validate(body)
+
+
+def _ready(body: object) -> httpx.Response:
+    return httpx.Response(503, json=body)
+
+
+def test_a_startup_phase_counts_as_finished_when_it_ended_either_way() -> None:
+    phases = {"phases": [{"name": "DATABASE", "status": "ok"}, {"name": "CACHE", "status": "failed"}, {"name": "SERVICES", "status": "running"}]}
+    assert phase_finished(_ready(phases), "DATABASE") and phase_finished(_ready(phases), "CACHE")
+    assert not phase_finished(_ready(phases), "SERVICES")
+    assert not phase_finished(_ready(phases), "FINALIZE")
+    assert not phase_finished(_ready({"no": "phases"}), "DATABASE")
+    assert not phase_finished(httpx.Response(503, text="not json"), "DATABASE")
