@@ -51,13 +51,21 @@ def test_a_dependency_url_is_repointed_with_its_credentials_kept() -> None:
         ({"ready_timeout_s": 0}, "ready_timeout_s"),
         ({"ready_timeout_s": 301}, "ready_timeout_s"),
         ({"probe_after": "SOMETIME"}, "probe_after"),
-        ({"toxics": [{"hop": "nowhere", "type": "latency"}]}, "hop"),
+        ({"toxics": [{"hop": "No Where", "type": "latency"}]}, "hop"),
         ({"extra": 1}, "extra"),
     ],
 )
 def test_a_lane_request_is_strict(body: dict, problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         LaneRequest.model_validate(body)
+
+
+def test_the_lanes_api_takes_only_the_builtin_backends_hops() -> None:
+    from replica.drivers.up.api import BuiltinLaneRequest
+
+    with pytest.raises(ValidationError, match="unknown hop 'nowhere'"):
+        BuiltinLaneRequest.model_validate({"down": [{"hop": "nowhere"}]})
+    assert BuiltinLaneRequest.model_validate({"down": [{"hop": "redis"}]}).down[0].hop == "redis"
 
 
 def _ready(body: object) -> httpx.Response:
