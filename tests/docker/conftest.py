@@ -90,6 +90,7 @@ def stack_env(project: str, **extra: str) -> dict[str, str]:
         COMPOSE_PROJECT_NAME=project,
         JWT_SECRET=secrets.token_hex(32),
         POSTGRES_PASSWORD=secrets.token_hex(16),
+        REDIS_PASSWORD=secrets.token_hex(16),
         TESTCONTAINERS_RYUK_DISABLED="true",
     )
     env.update(extra)

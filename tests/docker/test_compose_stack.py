@@ -101,7 +101,7 @@ def test_backend_reaches_its_dependencies_through_the_proxy(compose_stack: Stack
     env = dict(line.split("=", 1) for line in inspect.stdout.splitlines() if "=" in line)
     assert env["ENVIRONMENT"] == "staging"
     assert "@toxiproxy:15432/" in env["REPLICA_DATABASE_URL"]
-    assert env["REPLICA_REDIS_URL"].startswith("redis://toxiproxy:16379")
+    assert env["REPLICA_REDIS_URL"] == f"redis://:{compose_stack.env['REDIS_PASSWORD']}@toxiproxy:16379/0"
     assert env["REPLICA_AUTH_URL"] == "http://toxiproxy:18081"
 
 
