@@ -49,6 +49,8 @@ from replica.project import Endpoint, Project, ServiceConfig, render, template_f
 LOOPBACK = "127.0.0.1"
 PORT_ATTEMPTS = 3
 LOG_TAIL_LINES = 30
+#: How long a lane's backend may take to stop after SIGTERM (a handler hung by a fault never finishes).
+LANE_STOP_GRACE_S = 2.0
 _ADDRESS_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.IGNORECASE)
 _IMPORT_FAILURE = re.compile(
     r"Error loading ASGI app.*|Failed to find attribute.*|(ModuleNotFoundError|ImportError): .*"
@@ -283,7 +285,7 @@ class ProjectBackend:
         return self.service.log_tail(n_lines)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.service.stop)
+        await asyncio.to_thread(self.service.process.stop, LANE_STOP_GRACE_S)
 
     async def wait_ready(self, timeout: float) -> BackendOutcome:
         """Until it serves (its ``health``, or its port), exits, or ``timeout`` runs out."""
