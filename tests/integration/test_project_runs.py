@@ -6,7 +6,10 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from replica.drivers.local.group import ProcessGroup
 from replica.generic_catalog import PROJECT_HANDLER, generic_scenarios
 from replica.project import load_project
 from replica.scenarios import BackendSpec, ToxicSpec
-from tests.integration.cli_support import REPO, run_replica
+from tests.integration.cli_support import REPO, cli_env, replica_argv, run_replica
 
 pytestmark = pytest.mark.slow
 
@@ -189,3 +192,31 @@ def test_a_bad_project_exits_2_naming_the_problem_and_leaves_nothing_running(tmp
     assert "Traceback" not in done.stderr.split("last lines of its log")[0]  # the app's own log may hold one
     assert message in " ".join(done.stderr.split())
     assert not processes_under(config.parent)
+
+
+def test_up_status_probe_run_and_down_with_a_project(tmp_path):
+    config = str(EXAMPLE / "replica.toml")
+    proc = subprocess.Popen(replica_argv("up", "--config", config), cwd=REPO, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        state = tmp_path / "stack.json"
+        deadline = time.monotonic() + 90
+        while not state.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "replica up --config did not write its state in 90 s"
+            time.sleep(0.05)  # polling a bounded wait on another process
+        assert json.loads(state.read_text())["project"] == config
+        status = run_replica("status", "--config", config, state_dir=tmp_path, timeout=60)
+        assert status.returncode == 0 and f"│ project   │ {config}" in status.stdout
+        probed = run_replica("probe", "--config", config, state_dir=tmp_path, timeout=60)
+        assert probed.returncode == 0 and '"welcome":true' in probed.stdout and '"pong":true' in probed.stdout
+        ran = run_replica("scenarios", "run", "redis:reset", "--config", config, state_dir=tmp_path, timeout=120)
+        assert ran.returncode == 0 and "using the running stack" in ran.stderr and "1 passed, 0 failed" in ran.stdout
+        builtin = run_replica("status", "--config", str(FIXTURES / "nowhere.toml"), state_dir=tmp_path, timeout=60)
+        assert builtin.returncode == 2 and "no such file" in builtin.stderr
+        assert run_replica("down", "--config", config, state_dir=tmp_path, timeout=60).returncode == 0
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    assert not processes_under(EXAMPLE)
