@@ -34,8 +34,6 @@ PROJECT_HANDLER = "project"
 SLOW_STARTUP_MS = 1000
 LATENCY_MS = 500
 DELAY = "1s"
-#: How long the probe waits for a project's welcome: a failpoint's delay fits, a hang does not.
-WELCOME_TIMEOUT_S = 5.0
 
 
 def _toxic(hop: str, type_: str, when: str, until: str | None = None, **attributes: int) -> ToxicSpec:
@@ -94,7 +92,6 @@ def project_probe(project: Project) -> ProbeSpec:
         token_env=token.removeprefix("env:") if token.startswith("env:") else None,
         with_token=token != "none",
         e2e_headers=False,
-        welcome_timeout_s=WELCOME_TIMEOUT_S,
     )
 
 
