@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from replica.drivers.local.group import ProcessGroup
 from replica.generic_catalog import PROJECT_HANDLER, generic_scenarios
 from replica.project import load_project
 from replica.scenarios import BackendSpec, ToxicSpec
-from tests.integration.cli_support import REPO, cli_env, replica_argv, run_replica
+from tests.integration.cli_support import REPO, cli_env, replica_argv, run_replica, wait_for_state
 
 pytestmark = pytest.mark.slow
 
@@ -198,13 +197,7 @@ def test_up_status_probe_run_and_down_with_a_project(tmp_path):
     config = str(EXAMPLE / "replica.toml")
     proc = subprocess.Popen(replica_argv("up", "--config", config), cwd=REPO, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        state = tmp_path / "stack.json"
-        deadline = time.monotonic() + 90
-        while not state.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "replica up --config did not write its state in 90 s"
-            time.sleep(0.05)  # polling a bounded wait on another process
-        assert json.loads(state.read_text())["project"] == config
+        assert wait_for_state(proc, tmp_path)["project"] == config
         status = run_replica("status", "--config", config, state_dir=tmp_path, timeout=60)
         assert status.returncode == 0 and f"│ project   │ {config}" in status.stdout
         probed = run_replica("probe", "--config", config, state_dir=tmp_path, timeout=60)
