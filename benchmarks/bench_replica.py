@@ -8,7 +8,8 @@ Measures, each through the ``replica`` command a user types:
 * local: ``reproduce 1011`` cold (empty cache: Postgres runs initdb) and warm;
   ``reproduce 1011`` and one scenario (``healthy``) on a running stack (``replica
   up``), the scenario both as the run (lane up, probe, lane down) and as the whole
-  ``replica scenarios run healthy`` process;
+  ``replica scenarios run healthy`` process; the example project's (examples/chat)
+  ``healthy`` the same way, on its own ``replica up --config`` stack;
 * compose (when an engine and the images are there): ``reproduce 1011 --driver
   compose`` (the whole command: stack up, 24 runs, stack down) and one scenario on
   its running stack (``healthy`` repeated, one lane at a time: the run);
@@ -22,6 +23,7 @@ Loopback only; everything is torn down.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -93,27 +96,50 @@ def durations(report: Path) -> list[float]:
     return [r["duration_ms"] / 1000 for r in json.loads(report.read_text())["scenarios"]]
 
 
-def with_running_stack(env: dict[str, str], rounds: int, tmp: str) -> tuple[list[float], list[float], list[float]]:
-    proc = subprocess.Popen([sys.executable, "-m", "replica.cli", "up"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+#: The example project: one of its scenarios is timed on its own running stack.
+EXAMPLE = ["--config", str(REPO / "examples" / "chat" / "replica.toml")]
+
+
+@contextlib.contextmanager
+def running_stack(env: dict[str, str], *up_args: str) -> Iterator[None]:
+    """``replica up`` (with ``up_args``) until the block ends."""
+    proc = subprocess.Popen([sys.executable, "-m", "replica.cli", "up", *up_args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = Path(env["REPLICA_STATE_DIR"]) / "stack.json"
     try:
         deadline = time.monotonic() + 120
         while not state.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("replica up did not come up")
+                raise SystemExit(f"replica up {' '.join(up_args)} did not come up")
             time.sleep(0.05)  # polling a bounded wait on another process
-        one, inner = [], []
-        for i in range(rounds + 1):  # the first warms the page cache for the CLI's own start
-            report = Path(tmp) / f"one-{i}.json"
-            wall = replica(["scenarios", "run", "healthy", "--json", str(report)], env)
-            if i:
-                one.append(wall)
-                inner += durations(report)
-        full = [replica(["reproduce", "1011"], env) for _ in range(rounds)]
-        return one, inner, full
+        yield
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+def one_scenario(env: dict[str, str], rounds: int, tmp: str, *args: str) -> tuple[list[float], list[float]]:
+    """CLI wall time and the run's own time of ``scenarios run ARGS``, ``rounds`` times after one warm-up."""
+    one, inner = [], []
+    for i in range(rounds + 1):  # the first warms the page cache for the CLI's own start
+        report = Path(tmp) / f"one-{i}.json"
+        wall = replica(["scenarios", "run", *args, "--json", str(report)], env)
+        if i:
+            one.append(wall)
+            inner += durations(report)
+    return one, inner
+
+
+def with_running_stack(env: dict[str, str], rounds: int, tmp: str) -> tuple[list[float], list[float], list[float]]:
+    with running_stack(env):
+        one, inner = one_scenario(env, rounds, tmp, "healthy")
+        full = [replica(["reproduce", "1011"], env) for _ in range(rounds)]
+    return one, inner, full
+
+
+def example_on_running_stack(env: dict[str, str], rounds: int, tmp: str) -> tuple[list[float], list[float]]:
+    """The example project's ``healthy`` on its own ``replica up --config`` stack."""
+    with running_stack(env, *EXAMPLE):
+        return one_scenario(env, rounds, tmp, "healthy", *EXAMPLE)
 
 
 def compose_rows(env: dict[str, str], tmp: str, rounds: int) -> list[tuple[str, float, str]]:
@@ -141,6 +167,7 @@ def main() -> None:
         cold = replica(["reproduce", "1011"], env)
         warm = statistics.median(replica(["reproduce", "1011"], env) for _ in range(rounds))
         one, inner, on_stack = with_running_stack(env, rounds, tmp)
+        example_one, example_inner = example_on_running_stack(env, rounds, tmp)
         rows = [
             ("baseline: one backend exec'd until /health", baseline, ""),
             ("local: reproduce 1011, cold (initdb)", cold, ""),
@@ -148,6 +175,8 @@ def main() -> None:
             ("local: reproduce 1011 on a running stack", statistics.median(on_stack), ""),
             ("local: one scenario on a running stack (the run)", statistics.median(inner), "<= 0.15"),
             ("local: one scenario on a running stack (CLI wall)", statistics.median(one), "<= 0.35"),
+            ("example project: healthy on its running stack (the run)", statistics.median(example_inner), ""),
+            ("example project: healthy on its running stack (CLI wall)", statistics.median(example_one), ""),
         ]
         if args.no_compose:
             pass

@@ -22,12 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from replica import report
+from replica.auth.tokens import mint_with_claims
 from replica.drivers.base import Driver, LaneRequest
 from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
 from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
-from replica.generic_catalog import project_runs
-from replica.project import load_project
+from replica.generic_catalog import PROJECT_HANDLER, project_probe, project_runs, select_runs
+from replica.project import Project, find_project
 from replica.probe import ProbeOptions, follow_up, probe
 from replica.reproduce import (
     CRITERIA_REPEATS,
@@ -40,7 +41,7 @@ from replica.reproduce import (
     reproduced,
 )
 from replica.runner import Job, RunResult, repeated, run_jobs
-from replica.scenarios import Catalog, builtin_backend
+from replica.scenarios import BackendSpec, Catalog, builtin_backend
 
 if TYPE_CHECKING:
     from replica.diagnose import Candidate, Observed
@@ -57,6 +58,7 @@ out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 DRIVERS = ("local", "compose", "auto")
+CONFIG_HELP = "a project file (replica.toml; default: the one in the current directory): run its backend"
 T = TypeVar("T")
 
 
@@ -98,15 +100,22 @@ def compose_available() -> bool:
     return compose_ready()
 
 
+def project_option(config: Path | None) -> "Project | None":
+    """``--config PATH``, else ``replica.toml`` in the current directory, else None (the built-in backend)."""
+    return find_project(config, Path.cwd())
+
+
 @contextlib.contextmanager
-def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
-    """The chosen driver, on a running stack when there is one, else on a new one."""
+def open_driver(name: str, parallel: int | None = None, project: "Project | None" = None) -> Iterator[Driver]:
+    """The chosen driver, on a running stack of the same backend when there is one, else on a new one."""
     if name not in DRIVERS:
         raise ConfigError(f"unknown driver {name!r} (choose from {', '.join(DRIVERS)})")
     if name == "auto":
-        name = "compose" if compose_available() else "local"
+        name = "compose" if compose_available() and project is None else "local"
         progress(f"driver: {name} (auto)")
     kwargs = {"max_parallel_lanes": parallel} if parallel else {}
+    if name == "compose" and project is not None:
+        raise ConfigError("the compose driver does not run a project's backend yet: use --driver local")
     if name == "compose":
         from replica.drivers.compose import ComposeDriver
 
@@ -118,7 +127,7 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
             driver.close()
         return
     info = read_state()
-    if info is not None and info.driver == "local":
+    if info is not None and info.driver == "local" and info.project == (str(project.file) if project else None):
         from replica.drivers.up.remote import RemoteDriver
 
         progress(f"using the running stack (replica up, pid {info.owner_pid})")
@@ -129,7 +138,7 @@ def open_driver(name: str, parallel: int | None = None) -> Iterator[Driver]:
 
     with ProcessGroup() as group:
         started = time.monotonic()
-        driver = LocalDriver.start(group, progress, **kwargs)
+        driver = LocalDriver.start(group, progress, project=project, **kwargs)
         progress(f"stack ready in {time.monotonic() - started:.1f} s")
         yield driver
 
@@ -138,11 +147,13 @@ def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list
     total = len(jobs)
     done = 0
 
+    marks = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "observed": "[cyan]seen[/]"}
+
     def show(result: RunResult) -> None:
         nonlocal done
         done += 1
         if live:
-            mark = "[green]pass[/]" if result.verdict == "pass" else "[bold red]FAIL[/]"
+            mark = marks[result.verdict]
             err.print(f"[dim]{done:>4}/{total}[/] {mark} {result.name} [dim]{result.observed.summary()}[/]", highlight=False)
 
     return run_async(run_jobs(driver, jobs, on_result=show))
@@ -213,10 +224,11 @@ def reproduce(
 @scenarios_app.command("list")
 @cli_errors
 def scenarios_list(
-    config: Optional[Path] = typer.Option(None, "--config", help="a project file (replica.toml): its generic catalog"),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Every scenario and its fix checks."""
-    runs = Catalog.load().runs() if config is None else project_runs(load_project(config))
+    project = project_option(config)
+    runs = Catalog.load().runs() if project is None else project_runs(project)
     table = Table(title="Scenarios", title_justify="left")
     for col in ("name", "handler", "expected", "title"):
         table.add_column(col)
@@ -236,27 +248,71 @@ def scenarios_run(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
+    expect: Optional[Path] = typer.Option(None, "--expect", help="with a project: the expectation file (default: replica-expect.yaml next to it)"),
 ) -> None:
-    """Run scenarios and compare each fingerprint with its expectation."""
+    """Run scenarios and compare each fingerprint with its expectation (a project's runs without one are observed)."""
     report.check_writable(json_path)
-    catalog = Catalog.load()
     if all_ == bool(names):
         raise ConfigError("name scenarios or pass --all (not both)")
-    if all_:
-        runs = catalog.runs()
-        if handler:
-            runs = [catalog.with_handler(s, handler) for s in catalog.scenarios.values()]
+    project = project_option(config)
+    if project is None:
+        if expect is not None:
+            raise ConfigError("--expect applies to a project (replica.toml): the built-in catalog carries its own expectations")
+        catalog = Catalog.load()
+        if all_:
+            runs = catalog.runs()
+            if handler:
+                runs = [catalog.with_handler(s, handler) for s in catalog.scenarios.values()]
+        else:
+            runs = catalog.select(list(names or []), handler)
     else:
-        runs = catalog.select(list(names or []), handler)
-    with open_driver(driver, parallel) as chosen:
+        if handler is not None:
+            raise ConfigError("--handler applies to the built-in backend: a project runs its own code")
+        runs = project_runs(project, expect)
+        runs = runs if all_ else select_runs(runs, list(names or []))
+    with open_driver(driver, parallel, project) as chosen:
         results = run_scenarios(chosen, repeated(runs, repeat))
     out.print(report.results_table(results))
     report.print_failures(err, results)
     if json_path:
         report.write_json(json_path, results)
-    failed = sum(r.verdict == "fail" for r in results)
-    out.print(f"{len(results) - failed} passed, {failed} failed")
-    raise typer.Exit(1 if failed else 0)
+    counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in ("pass", "fail", "observed")}
+    observed = f", {counts['observed']} observed (no expectation: `replica scenarios freeze` writes them)" if counts["observed"] else ""
+    out.print(f"{counts['pass']} passed, {counts['fail']} failed{observed}")
+    raise typer.Exit(1 if counts["fail"] else 0)
+
+
+@scenarios_app.command("freeze")
+@cli_errors
+def scenarios_freeze(
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
+    repeat: int = typer.Option(3, min=1, max=100, help="runs of each scenario; their spread widens the timing ranges"),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="write the expectations here (default: standard output)"),
+    driver: str = typer.Option("local", help="local | compose | auto"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+) -> None:
+    """Run a project's scenarios and print what they showed as expectations (replica-expect.yaml)."""
+    from replica.expectations import dump_expectations, freeze
+    from replica.generic_catalog import generic_catalog
+
+    report.check_writable(out_path)
+    project = project_option(config)
+    if project is None:
+        raise ConfigError("no project: give --config PATH to a replica.toml (or run where one is)")
+    runs = generic_catalog(project).runs()
+    with open_driver(driver, parallel, project) as chosen:
+        progress(f"running {len(runs)} scenarios {repeat} times each on the {chosen.name} driver")
+        results = run_scenarios(chosen, repeated(runs, repeat), live=False)
+    frozen = freeze({run.name: [r.observed for r in results if r.name == run.name] for run in runs})
+    text = dump_expectations(frozen, source=project.file.name, runs=repeat)
+    for name, fields in frozen.unstable.items():
+        progress(f"{name}: {', '.join(fields)} differed between runs: not checked")
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        report.write_text(out_path, text)
+        progress(f"wrote {out_path}")
 
 
 # ----------------------------------------------------------------------------- diagnose
@@ -437,16 +493,28 @@ def probe_command(
     token: Optional[str] = typer.Option(None, envvar="REPLICA_TOKEN", help="JWT to send (default: minted by the running stack)"),
     e2e_headers: bool = typer.Option(True, help="send the staging test's E2E headers"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the observation as JSON"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a project file (replica.toml): probe as its [probe] says"),
 ) -> None:
-    """Connect like the staging test and print what a client sees."""
+    """Connect like the staging test (or a project's [probe]) and print what a client sees."""
     report.check_writable(json_path)
+    project = project_option(config)
     info = read_state()
     if url is None:
         if info is None or not info.backend_url:
             raise ConfigError("no --url given and no stack running: start one with `replica up` or pass --url")
         url = info.backend_url
-    token = token_or_minted(token)
-    observation = run_async(probe(url, token, ProbeOptions(e2e_headers=e2e_headers)))
+    if project is None:
+        token = token_or_minted(token)
+        options = ProbeOptions(e2e_headers=e2e_headers)
+    else:
+        from replica.runner import options_from_spec, probe_token
+
+        spec = project_probe(project)
+        options = options_from_spec(spec)
+        if token is None and spec.with_token and spec.token_env is None and info is None:
+            raise ConfigError('probe.token = "mint" needs the running stack\'s secret: start it with `replica up --config` or pass --token')
+        token = token if token is not None else probe_token(spec, lambda claims: mint_with_claims(info.jwt_secret, claims))
+    observation = run_async(probe(url, token, options))
     out.print(report.debug_block(observation), highlight=False, markup=False)
     out.print(f"\nfingerprint: {observation.fingerprint.model_dump_json()}", highlight=False)
     if json_path:
@@ -466,22 +534,33 @@ def up(
     startup_mode: str = typer.Option("blocking", help="blocking | background"),
     server: str = typer.Option("uvicorn", help="uvicorn | gunicorn"),
     max_lanes: Optional[int] = typer.Option(None, min=1, max=256, help="lanes open at once through the lanes API (default 16)"),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
     from replica.drivers.local.driver import LocalDriver
     from replica.drivers.local.group import ProcessGroup
     from replica.drivers.up.server import LanesServer
 
-    spec = builtin_backend(
-        handler=handler,
-        failpoints=failpoints,
-        defects=tuple(d for d in defects.split(",") if d),
-        startup_mode=startup_mode,
-        server=server,
-    )
+    project = project_option(config)
+    if project is None:
+        spec = builtin_backend(
+            handler=handler,
+            failpoints=failpoints,
+            defects=tuple(d for d in defects.split(",") if d),
+            startup_mode=startup_mode,
+            server=server,
+        )
+        request = LaneRequest(backend=spec)
+    else:
+        given = [f"--{n}" for n, v, d in (("handler", handler, "incident"), ("defects", defects, ""), ("startup-mode", startup_mode, "blocking"), ("server", server, "uvicorn")) if v != d]
+        if given:
+            raise ConfigError(f"{', '.join(given)} applies to the built-in backend: a project's backend is configured in {project.file}")
+        spec = BackendSpec(handler=PROJECT_HANDLER, failpoints=project.check_failpoints(failpoints))
+        request = LaneRequest(backend=spec, ready_timeout_s=project.backend.startup_timeout)
+        handler = f"{project.backend.app or ' '.join(project.backend.command or ())} ({project.file})"
 
     async def serve(driver: LocalDriver) -> None:
-        async with driver.lane(LaneRequest(backend=spec)) as lane:
+        async with driver.lane(request) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
             lanes = LanesServer(driver, lanes_socket_path(), max_open_lanes=max_lanes)
@@ -491,8 +570,12 @@ def up(
                 write_state(driver.info.model_copy(update={
                     "backend_url": lane.base_url, "lanes_url": lanes.url, "lanes_socket": str(lanes.socket_path),
                 }))
-                out.print(f"[bold green]replica up[/] (pid {os.getpid()}), handler {handler}")
-                out.print(f"  backend    {lane.base_url}  (ws: {lane.base_url.replace('http', 'ws', 1)}/ws)")
+                ws_path = project.probe.path if project is not None else "/ws"
+                out.print(f"[bold green]replica up[/] (pid {os.getpid()}), {'backend' if project else 'handler'} {handler}", highlight=False)
+                out.print(f"  backend    {lane.base_url}  (ws: {lane.base_url.replace('http', 'ws', 1)}{ws_path})")
+                for hop, proxy in lane.faults.proxies.items():
+                    if hop != "backend" and project is not None:
+                        out.print(f"  {hop:<10} through proxy {proxy}")
                 out.print(f"  toxiproxy  {driver.info.toxiproxy_url}")
                 out.print(f"  auth       {driver.info.auth_url}")
                 out.print(f"  state      {state_file()}")
@@ -502,14 +585,18 @@ def up(
                 await lanes.stop()
 
     with stack_ownership(), ProcessGroup() as group:
-        driver = LocalDriver.start(group, progress)
+        driver = LocalDriver.start(group, progress, project=project)
         run_async(serve(driver))
 
 
 @app.command()
 @cli_errors
-def down(timeout: float = typer.Option(20.0, min=0.1, help="seconds to wait for the stack to stop")) -> None:
+def down(
+    timeout: float = typer.Option(20.0, min=0.1, help="seconds to wait for the stack to stop"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a project file: stop the stack only if it runs this project"),
+) -> None:
     """Stop the stack `replica up` started (that very process, checked by pid and start time)."""
+    check_stack_project(config)
     owner = stack_owner()
     if owner is None or not owner.signal(signal.SIGTERM):
         read_state()  # sweeps what a killed `replica up` left
@@ -522,10 +609,13 @@ def down(timeout: float = typer.Option(20.0, min=0.1, help="seconds to wait for 
 
 @app.command()
 @cli_errors
-def status() -> None:
+def status(
+    config: Optional[Path] = typer.Option(None, "--config", help="a project file: check that the stack runs this project"),
+) -> None:
     """Show the running stack and whether each service answers."""
     import httpx
 
+    project = check_stack_project(config)
     info = read_state()
     if info is None:
         owner = stack_owner()
@@ -540,7 +630,8 @@ def status() -> None:
     table.add_column("answers")
     checks = [("auth", info.auth_url, "/health"), ("toxiproxy", info.toxiproxy_url, "/version")]
     if info.backend_url:
-        checks.append(("backend", info.backend_url, "/health/ready"))
+        health = "/health/ready" if info.project is None else (project.backend.health if project else None) or "/"
+        checks.append(("backend", info.backend_url, health))
     for name, base, path in checks:
         try:
             code = httpx.get(base + path, timeout=2).status_code
@@ -558,7 +649,19 @@ def status() -> None:
         table.add_row("lanes", info.lanes_socket, answer)
     table.add_row("postgres", info.postgres_url.split("@")[-1], "-")
     table.add_row("redis", info.redis_url.split("@")[-1], "-")
+    table.add_row("project", info.project or "(the built-in backend)", "-")
     out.print(table)
+
+
+def check_stack_project(config: Path | None) -> Project | None:
+    """The project given (or in the current directory); a running stack of another backend is a usage error."""
+    project = project_option(config)
+    info = read_state()
+    if project is not None and info is not None and info.project != str(project.file):
+        raise ConfigError(
+            f"the running stack (pid {info.owner_pid}) runs {info.project or 'the built-in backend'}, not {project.file}"
+        )
+    return project
 
 
 # ----------------------------------------------------------------------------- proxy

@@ -3,7 +3,7 @@
 For each dependency NAME::
 
     NAME:down           its proxy disabled before the backend starts
-    NAME:slow-startup   every round trip 1 s slower from before the start on
+    NAME:slow-startup   every round trip 1 s slower while the backend starts (removed once ready)
     NAME:hung           once ready, it stops answering (connections held open)
     NAME:reset          once ready, every connection to it is reset
     NAME:latency        once ready, every round trip 500 ms slower
@@ -21,8 +21,10 @@ expectation file next to the project file (``replica-expect.yaml``, see
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+from replica.errors import ConfigError
 from replica.expectations import EXPECT_FILE, load_expectations, with_expectations
 from replica.project import Project
 from replica.scenarios import BackendSpec, Catalog, HopDown, ProbeSpec, Scenario, ScenarioRun, ToxicSpec
@@ -34,8 +36,8 @@ LATENCY_MS = 500
 DELAY = "1s"
 
 
-def _toxic(hop: str, type_: str, when: str, **attributes: int) -> ToxicSpec:
-    return ToxicSpec(hop=hop, type=type_, attributes=attributes, when=when)
+def _toxic(hop: str, type_: str, when: str, until: str | None = None, **attributes: int) -> ToxicSpec:
+    return ToxicSpec(hop=hop, type=type_, attributes=attributes, when=when, until=until)
 
 
 #: suffix → (title, hypothesis, faults for hop NAME)
@@ -46,9 +48,10 @@ DEPENDENCY_FAULTS: dict[str, tuple[str, str, Callable[[str], dict]]] = {
         lambda hop: {"down": (HopDown(hop=hop, when="before_start"),)},
     ),
     "slow-startup": (
-        "{name} is slow from startup on",
-        f"Every round trip to {{name}} takes {SLOW_STARTUP_MS} ms longer, from before the backend starts.",
-        lambda hop: {"toxics": (_toxic(hop, "latency", "before_start", latency=SLOW_STARTUP_MS),)},
+        "{name} is slow during startup",
+        f"Every round trip to {{name}} takes {SLOW_STARTUP_MS} ms longer while the backend starts; "
+        "the latency is removed once it is ready.",
+        lambda hop: {"toxics": (_toxic(hop, "latency", "before_start", "ready", latency=SLOW_STARTUP_MS),)},
     ),
     "hung": (
         "{name} hangs once the backend is ready",
@@ -75,11 +78,28 @@ FAILPOINT_FAULTS: dict[str, tuple[str, str]] = {
 }
 
 
+def project_probe(project: Project) -> ProbeSpec:
+    """The probe a project's ``[probe]`` describes (its health check is the backend's ``health``)."""
+    config = project.probe
+    token = config.token
+    return ProbeSpec(
+        ws_path=config.path,
+        health_path=project.backend.health,
+        welcome=config.welcome,
+        ping=config.ping.send if config.ping else None,
+        pong=config.ping.expect if config.ping else {"type": "pong"},
+        claims=dict(config.claims) if token == "mint" else None,
+        token_env=token.removeprefix("env:") if token.startswith("env:") else None,
+        with_token=token != "none",
+        e2e_headers=False,
+    )
+
+
 def generic_scenarios(project: Project) -> list[Scenario]:
     """``healthy``, then each dependency's faults, then each failpoint's, in declaration order."""
     common = {
         "backend": BackendSpec(handler=PROJECT_HANDLER),
-        "probe": ProbeSpec(e2e_headers=False, with_token=project.probe.token != "none"),
+        "probe": project_probe(project),
         "ready_timeout_s": project.backend.startup_timeout,
         "expect": None,
     }
@@ -113,11 +133,21 @@ def generic_catalog(project: Project) -> Catalog:
     return Catalog(generic_scenarios(project))
 
 
-def project_runs(project: Project) -> list[ScenarioRun]:
-    """Every generic run, held to ``replica-expect.yaml`` next to the project file when there is one."""
+def project_runs(project: Project, expect_file: Path | None = None) -> list[ScenarioRun]:
+    """Every generic run, held to ``expect_file`` (default: ``replica-expect.yaml`` next to
+    the project file, when there is one); a run the file does not name is observed."""
     catalog = generic_catalog(project)
     runs = catalog.runs()
-    path = project.root / EXPECT_FILE
-    if path.is_file():
+    path = expect_file or project.root / EXPECT_FILE
+    if expect_file is not None or path.is_file():
         runs = with_expectations(runs, load_expectations(path, known=list(catalog.scenarios)))
     return runs
+
+
+def select_runs(runs: list[ScenarioRun], names: list[str]) -> list[ScenarioRun]:
+    """The runs named, in the order named; an unknown name is a :class:`ConfigError` listing the known ones."""
+    by_name = {run.name: run for run in runs}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ConfigError(f"unknown scenario {unknown[0]!r} (known: {', '.join(by_name)})")
+    return [by_name[name] for name in names]

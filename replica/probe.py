@@ -25,6 +25,10 @@ from replica.fingerprint import ACCEPTED, NO_SERVER, TIMEOUT, Fingerprint
 from replica.tls import client_ssl_context
 
 USER_AGENT = "Netra-E2E-Tests/1.0"
+#: The built-in backend's welcome, as a subset the first messages are matched against.
+BUILTIN_WELCOME: dict[str, Any] = {"type": "system_message", "data": {"event": "connection_established"}}
+PING: dict[str, Any] = {"type": "ping"}
+PONG: dict[str, Any] = {"type": "pong"}
 
 
 def e2e_headers(token: str | None) -> dict[str, str]:
@@ -46,6 +50,14 @@ def e2e_headers(token: str | None) -> dict[str, str]:
 
 
 class ProbeOptions(BaseModel):
+    #: The WebSocket's path, and the HTTP health check's (None: no health check).
+    ws_path: str = "/ws"
+    health_path: str | None = "/health"
+    #: What the welcome contains (a JSON subset); None: no welcome is awaited.
+    welcome: dict[str, Any] | None = BUILTIN_WELCOME
+    #: One exchange after the welcome: ``ping`` sent, a reply containing ``pong`` awaited; None: none.
+    ping: dict[str, Any] | None = PING
+    pong: dict[str, Any] = PONG
     e2e_headers: bool = True
     with_token: bool = True
     check_no_token: bool = True
@@ -98,13 +110,20 @@ class Observation(BaseModel):
     connect_ms: float | None = None
 
 
-def ws_url(base_url: str) -> str:
+def ws_url(base_url: str, path: str = "/ws") -> str:
     base = base_url.rstrip("/")
     if base.startswith("https://"):
-        return "wss://" + base[len("https://") :] + "/ws"
+        return "wss://" + base[len("https://") :] + path
     if base.startswith("http://"):
-        return "ws://" + base[len("http://") :] + "/ws"
-    return base if base.endswith("/ws") else base + "/ws"
+        return "ws://" + base[len("http://") :] + path
+    return base if base.endswith(path) else base + path
+
+
+def contains(message: Any, subset: Any) -> bool:
+    """Whether ``message`` holds ``subset``: every key of a mapping, recursively; other values equal."""
+    if isinstance(subset, dict):
+        return isinstance(message, dict) and all(k in message and contains(message[k], v) for k, v in subset.items())
+    return message == subset
 
 
 @dataclass
@@ -166,8 +185,7 @@ async def _recv_json(ws: ClientConnection, timeout: float) -> dict[str, Any]:
 
 
 def is_welcome(message: dict[str, Any]) -> bool:
-    data = message.get("data")
-    return message.get("type") == "system_message" and isinstance(data, dict) and data.get("event") == "connection_established"
+    return contains(message, BUILTIN_WELCOME)
 
 
 async def _await_type(ws: ClientConnection, timeout: float, accept, rec: _Recorder, messages: list) -> bool:
@@ -205,15 +223,16 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
     """Run the staging test's steps against ``base_url`` (``http(s)://host:port``)."""
     options = options or ProbeOptions()
     rec = _Recorder()
-    url = ws_url(base_url)
+    url = ws_url(base_url, options.ws_path)
     health_status: int | None = None
-    try:
-        async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=client_ssl_context()) as http:
-            response = await http.get(base_url.rstrip("/") + "/health")
-        health_status = response.status_code
-        rec.add("health", str(health_status))
-    except httpx.HTTPError as exc:
-        rec.add("health", f"error: {type(exc).__name__}")
+    if options.health_path is not None:
+        try:
+            async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=client_ssl_context()) as http:
+                response = await http.get(base_url.rstrip("/") + options.health_path)
+            health_status = response.status_code
+            rec.add("health", str(health_status))
+        except httpx.HTTPError as exc:
+            rec.add("health", f"error: {type(exc).__name__}")
 
     no_token = await _check_no_token(url, options, rec) if options.check_no_token else None
 
@@ -253,12 +272,14 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
     t_welcome: float | None = None
     flows: Flows | None = None
     try:
-        welcome = await _await_type(ws, options.welcome_timeout_s, is_welcome, rec, messages)
-        t_welcome = rec.add("welcome" if welcome else "welcome_timeout")
-        if welcome:
-            await ws.send(json.dumps({"type": "ping", "timestamp": time.time()}))
+        if options.welcome is not None:
+            wanted = options.welcome
+            welcome = await _await_type(ws, options.welcome_timeout_s, lambda m: contains(m, wanted), rec, messages)
+            t_welcome = rec.add("welcome" if welcome else "welcome_timeout")
+        if options.ping is not None and (welcome or options.welcome is None):
+            await ws.send(json.dumps(options.ping))
             rec.add("ping_sent")
-            pong = await _await_type(ws, options.pong_timeout_s, lambda m: m.get("type") == "pong", rec, messages)
+            pong = await _await_type(ws, options.pong_timeout_s, lambda m: contains(m, options.pong), rec, messages)
             rec.add("pong" if pong else "pong_timeout")
             if pong and options.e2e_flows:
                 flows = await _flows(ws, options, rec, messages)

@@ -91,6 +91,8 @@ def expectation_mark(result: RunResult) -> Text:
 
 
 def verdict_mark(result: RunResult) -> Text:
+    if result.verdict == "observed":
+        return Text("observed", style="cyan")
     return Text("✓", style="green") if result.verdict == "pass" else Text("✗", style="bold red")
 
 
@@ -195,12 +197,16 @@ def json_report(results: Iterable[RunResult], **extra: object) -> dict:
                 "handler": r.handler,
                 "driver": r.driver,
                 "repeat": r.repeat,
-                "expected": r.expected.model_dump(mode="json", exclude_none=True),
+                "expected": r.expected.model_dump(mode="json", exclude_none=True) if r.expected is not None else None,
                 "observed": r.observed.model_dump(mode="json"),
+                "fingerprint": r.observed.summary(),
                 "outcome": outcome_words(r.observed, baseline=r.name == r.scenario)[0],
                 "verdict": r.verdict,
                 "mismatches": r.mismatches,
-                "backend": {"ready": r.backend_ready, "detail": r.backend_detail, "startup_ms": r.backend_startup_ms},
+                "backend": {
+                    "ready": r.backend_ready, "detail": r.backend_detail, "startup_ms": r.backend_startup_ms,
+                    "exit_status": r.backend_exit_status, "log": r.backend_log if not r.backend_ready else "",
+                },
                 "duration_ms": r.duration_ms,
                 "welcome_ms": r.observation.welcome_ms,
                 "flows": r.observation.flows.model_dump() if r.observation.flows else None,

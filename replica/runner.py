@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel
 
@@ -14,7 +15,9 @@ from replica.errors import ConfigError
 from replica.evidence import Evidence, server_errors
 from replica.fingerprint import Expectation, Fingerprint
 from replica.probe import FollowUp, Observation, ProbeOptions, connect_time, follow_up, probe
-from replica.scenarios import ScenarioRun
+from replica.expectations import Verdict, judge
+from replica.generic_catalog import PROJECT_HANDLER
+from replica.scenarios import ProbeSpec, Scenario, ScenarioRun
 
 #: Lines of the backend's log read after a run: enough for a run's tracebacks.
 LOG_LINES = 400
@@ -42,14 +45,17 @@ class RunResult(BaseModel):
     handler: str
     driver: str
     repeat: int = 1
-    expected: Expectation
+    #: None: nothing expected; the run is observed, not judged.
+    expected: Expectation | None
     expect_label: str = ""
     observed: Fingerprint
-    verdict: Literal["pass", "fail"]
+    verdict: Verdict
     mismatches: list[str] = []
     backend_ready: bool
     backend_detail: str = ""
     backend_startup_ms: float | None = None
+    #: The backend's exit status when it exited before it was ready (with the last lines of its log).
+    backend_exit_status: int | None = None
     duration_ms: float
     observation: Observation
     evidence: Evidence = Evidence()
@@ -58,8 +64,16 @@ class RunResult(BaseModel):
 
 
 def probe_options(run: ScenarioRun, *, e2e_flows: bool = False) -> ProbeOptions:
-    p = run.scenario.probe
+    return options_from_spec(run.scenario.probe, e2e_flows=e2e_flows, ready_timeout_s=run.scenario.ready_timeout_s)
+
+
+def options_from_spec(p: ProbeSpec, *, e2e_flows: bool = False, ready_timeout_s: float = 30.0) -> ProbeOptions:
     return ProbeOptions(
+        ws_path=p.ws_path,
+        health_path=p.health_path,
+        welcome=p.welcome,
+        ping=p.ping,
+        pong=p.pong,
         e2e_flows=e2e_flows,
         e2e_headers=p.e2e_headers,
         with_token=p.with_token,
@@ -67,13 +81,31 @@ def probe_options(run: ScenarioRun, *, e2e_flows: bool = False) -> ProbeOptions:
         ping_timeout_s=p.ping_timeout_s,
         welcome_timeout_s=p.welcome_timeout_s,
         pong_timeout_s=p.pong_timeout_s,
-        health_timeout_s=min(30.0, run.scenario.ready_timeout_s),
+        health_timeout_s=min(30.0, ready_timeout_s),
     )
+
+
+def probe_token(spec: ProbeSpec, mint: Callable[[Mapping[str, Any] | None], str]) -> str | None:
+    """The probe's token: none, from the environment, or ``mint(claims)`` (None: the stack's own)."""
+    if not spec.with_token:
+        return None
+    if spec.token_env is not None:
+        token = os.environ.get(spec.token_env)
+        if not token:
+            raise ConfigError(f"probe.token = \"env:{spec.token_env}\": {spec.token_env} is not set in the environment")
+        return token
+    return mint(spec.claims)
+
+
+def has_faults(scenario: Scenario) -> bool:
+    return bool(scenario.toxics or scenario.down or scenario.backend.failpoints)
 
 
 def expected_wait_s(run: ScenarioRun) -> float:
     """Roughly how long a run waits by design: its expected close time, or its probe's
     keepalive timeout. Used only to schedule long runs first."""
+    if run.expect is None:
+        return run.scenario.ready_timeout_s if has_faults(run.scenario) else 0.0
     after = run.expect.close_after_ms
     wait = (after.min or 0) / 1000 if after is not None else 0.0
     if run.expect.closed_by == "client" and run.scenario.probe.ping_interval_s:
@@ -95,10 +127,12 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
     async with driver.lane(request) as lane:
         if lane.outcome.refused_settings:
             raise ConfigError(f"the backend refused its settings in scenario {run.name!r}: {lane.outcome.detail}")
-        token = driver.mint_token()
+        if not lane.outcome.ready and run.handler == PROJECT_HANDLER and not has_faults(scenario):
+            raise ConfigError(f"the backend does not start with no fault at all (scenario {run.name!r}): {lane.outcome.detail}")
+        token = probe_token(scenario.probe, lambda claims: driver.mint_token() if claims is None else driver.mint_token(claims=claims))
         options = probe_options(run, e2e_flows=job.e2e_flows)
         observation = await probe(lane.base_url, token, options)
-        mismatches = run.expect.mismatches(observation.fingerprint)
+        verdict, mismatches = judge(run.expect, observation.fingerprint)
         log = await lane.backend_log(LOG_LINES)
         evidence = Evidence(
             server_errors=server_errors(log, connect_time(observation), time.time()),
@@ -119,16 +153,17 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
         expected=run.expect,
         expect_label=run.expect_label,
         observed=observation.fingerprint,
-        verdict="fail" if mismatches else "pass",
+        verdict=verdict,
         mismatches=mismatches,
         backend_ready=outcome.ready,
         backend_detail=outcome.detail,
         backend_startup_ms=outcome.startup_ms,
+        backend_exit_status=outcome.exit_status,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
         observation=observation,
         evidence=evidence,
         follow_up=second,
-        backend_log=log if mismatches else "",
+        backend_log=log if mismatches or not outcome.ready else "",
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +24,7 @@ from faults.toxiproxy.toxics import REGISTRY as TOXICS
 from replica.backend import injection
 from replica.errors import ConfigError
 from replica.fingerprint import Expectation
+from replica.probe import BUILTIN_WELCOME, PING, PONG
 from replica.settings import BUILTIN_HANDLERS
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "faults" / "scenarios"
@@ -76,6 +77,8 @@ class ToxicSpec(BaseModel):
     attributes: dict[str, int | float] = Field(default_factory=dict)
     toxicity: float = Field(default=1.0, ge=0, le=1)
     when: Literal["before_start", "after_ready"] = "before_start"
+    #: ``ready``: removed once the backend is ready (a fault of the startup only).
+    until: Literal["ready"] | None = None
 
     @field_validator("type")
     @classmethod
@@ -101,10 +104,22 @@ class HopDown(BaseModel):
 
 
 class ProbeSpec(BaseModel):
-    """Client behaviour; defaults are those of the staging test."""
+    """Client behaviour; defaults are those of the staging test against the built-in backend.
+
+    A project's ``[probe]`` sets the paths, the welcome (a JSON subset, or None: none
+    awaited), the ping exchange, and how the token is made: the stack's (``claims``
+    None), minted with ``claims``, or read from the environment (``token_env``).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    ws_path: str = Field(default="/ws", pattern=r"^/")
+    health_path: str | None = Field(default="/health", pattern=r"^/")
+    welcome: dict[str, Any] | None = BUILTIN_WELCOME
+    ping: dict[str, Any] | None = PING
+    pong: dict[str, Any] = PONG
+    claims: dict[str, Any] | None = None
+    token_env: str | None = None
     e2e_headers: bool = True
     with_token: bool = True
     ping_interval_s: float | None = Field(default=20.0, gt=0)

@@ -36,6 +36,7 @@ from typing import Any, Mapping
 
 import httpx
 
+from replica.drivers.base import BackendOutcome
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import free_port
 from replica.drivers.local import process as process_module
@@ -48,6 +49,8 @@ from replica.project import Endpoint, Project, ServiceConfig, render, template_f
 LOOPBACK = "127.0.0.1"
 PORT_ATTEMPTS = 3
 LOG_TAIL_LINES = 30
+#: How long a lane's backend may take to stop after SIGTERM (a handler hung by a fault never finishes).
+LANE_STOP_GRACE_S = 2.0
 _ADDRESS_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.IGNORECASE)
 _IMPORT_FAILURE = re.compile(
     r"Error loading ASGI app.*|Failed to find attribute.*|(ModuleNotFoundError|ImportError): .*"
@@ -110,6 +113,8 @@ class StartOutcome:
     startup_ms: float | None = None
     exit_status: int | None = None
     log_tail: str = ""
+    #: The app could not even be imported: a configuration error, whatever the fault.
+    cannot_import: bool = False
 
 
 class _InheritingProcess(ManagedProcess):
@@ -202,7 +207,7 @@ class UserService:
             detail = f"{self.key}.app {self.service.app!r} cannot be imported from {self.service.path!r}: {failure.group(0)}"
         else:
             detail = f"{self.name} {how} at startup; last lines of its log:\n{tail or '(empty)'}"
-        return StartOutcome(ready=False, detail=detail, exit_status=status, log_tail=tail)
+        return StartOutcome(ready=False, detail=detail, exit_status=status, log_tail=tail, cannot_import=failure is not None)
 
     def address_in_use(self) -> bool:
         return self.process.poll() is not None and bool(_ADDRESS_IN_USE.search(self.log_tail()))
@@ -219,16 +224,18 @@ def start_service(
     secret: str,
     extra_env: Mapping[str, str] | None = None,
     listener: socket.socket | None = None,
+    port: int | None = None,
 ) -> UserService:
     """Start ``service`` (a ``[backend]`` or an http dependency of a project rooted at ``root``).
 
-    ``listener``: a bound, listening socket to hand over (one on 127.0.0.1 is made
-    when None); ignored by a command that does not name ``{fd}``. The process is
-    stopped with ``group``; call :meth:`UserService.wait_ready` next.
+    ``listener``: a bound socket to hand over (a listening one on 127.0.0.1 is made
+    when None); ignored by a command that does not name ``{fd}``, which binds
+    ``port`` itself (a free one when None). The process is stopped with ``group``;
+    call :meth:`UserService.wait_ready` next.
     """
     cwd = (root / service.path).resolve()
     if not takes_socket(service):
-        port = free_port(LOOPBACK)
+        port = port or free_port(LOOPBACK)
         log_path = group.path("logs", f"{name}-{port}.log")
         values = template_values(endpoints, port=port, secret=secret)
         argv = [render(a, values) for a in service_argv(service, root, fd=None)]
@@ -262,6 +269,34 @@ async def start_ready(
             return started, outcome
         started.stop()
     return started, outcome
+
+
+class ProjectBackend:
+    """A lane's backend of a project: a :class:`UserService` as the lane lifecycle sees it."""
+
+    def __init__(self, service: UserService) -> None:
+        self.service = service
+        self.name = service.name
+
+    async def exit_code(self) -> int | None:
+        return self.service.process.poll()
+
+    async def log(self, n_lines: int = 40) -> str:
+        return self.service.log_tail(n_lines)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.service.process.stop, LANE_STOP_GRACE_S)
+
+    async def wait_ready(self, timeout: float) -> BackendOutcome:
+        """Until it serves (its ``health``, or its port), exits, or ``timeout`` runs out."""
+        outcome = await self.service.wait_ready(timeout)
+        return BackendOutcome(
+            ready=outcome.ready,
+            detail=outcome.detail,
+            startup_ms=outcome.startup_ms,
+            refused_settings=outcome.cannot_import,
+            exit_status=outcome.exit_status,
+        )
 
 
 def failpoint_env(project: Project, spec: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import jwt
 
@@ -63,6 +63,12 @@ def mint_token(
         "jti": str(uuid.uuid4()),
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def mint_with_claims(secret: str, claims: Mapping[str, Any], *, ttl_s: int = 1800) -> str:
+    """An HS256 token of exactly ``claims`` (a project's probe), with ``iat`` and ``exp`` added unless given."""
+    issued = int(time.time())
+    return jwt.encode({"iat": issued, "exp": issued + ttl_s, **claims}, secret, algorithm=ALGORITHM)
 
 
 def verify_token(secret: str, token: str, *, now: float | None = None) -> Claims:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,8 +51,10 @@ class BackendOutcome:
     ready: bool
     detail: str = ""
     startup_ms: float | None = None
-    #: The backend refused its settings (bad handler, failpoint spec or defect): a usage error.
+    #: The backend refused its settings (bad handler, failpoint spec or defect, an app that cannot be imported): a usage error.
     refused_settings: bool = False
+    #: Its exit status, when it exited before it was ready.
+    exit_status: int | None = None
 
 
 class Lane(Protocol):
@@ -75,8 +77,8 @@ class Driver(Protocol):
     #: How many lanes may be open at once without disturbing each other.
     max_parallel_lanes: int
 
-    def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
-        """A JWT the stack's auth service accepts."""
+    def mint_token(self, sub: str = "staging-e2e-user-001", claims: Mapping[str, Any] | None = None) -> str:
+        """A JWT the stack's auth service accepts; with ``claims``, exactly those, signed with the stack's secret."""
         ...
 
     def lane(self, request: LaneRequest) -> AbstractAsyncContextManager[Lane]:

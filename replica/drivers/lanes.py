@@ -18,18 +18,22 @@ import uuid
 from abc import ABC, abstractmethod
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
-from replica.auth.tokens import mint_token
+from replica.auth.tokens import mint_token, mint_with_claims
 from replica.drivers.base import BackendOutcome, LaneRequest
-from replica.errors import USAGE_ERROR, InfrastructureError
+from replica.errors import USAGE_ERROR, ConfigError, InfrastructureError
 from replica.polling import wait_until_async
 from replica.scenarios import HopDown, ToxicSpec
 from replica.tls import client_ssl_context
+
+if TYPE_CHECKING:
+    from replica.project import Endpoint, Project
+    from replica.user_backend import ProjectBackend
 
 #: The dependencies every lane puts a proxy in front of; ``backend`` is the fourth hop.
 DEPENDENCIES = ("postgres", "redis", "auth")
@@ -47,15 +51,25 @@ class LaneFaults:
 
     client: AsyncToxiproxyClient
     proxies: dict[str, str]
+    #: (proxy, toxic name) of the toxics to remove once the backend is ready.
+    until_ready: list[tuple[str, str]] = field(default_factory=list)
 
     async def add_toxic(self, toxic: ToxicSpec) -> None:
-        await self.client.add_toxic(
-            self.proxies[toxic.hop],
+        proxy = self.proxies[toxic.hop]
+        added = await self.client.add_toxic(
+            proxy,
             toxic.type,
             stream=toxic.stream,
             toxicity=toxic.toxicity,
             attributes=dict(toxic.attributes),
         )
+        if toxic.until == "ready":
+            self.until_ready.append((proxy, added.name))
+
+    async def remove_startup_toxics(self) -> None:
+        """Remove the toxics that last only while the backend starts (``until: ready``)."""
+        while self.until_ready:
+            await self.client.remove_toxic(*self.until_ready.pop())
 
     async def set_down(self, down: HopDown) -> None:
         await self.client.update_proxy(self.proxies[down.hop], enabled=False)
@@ -198,7 +212,7 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
     if exited:
         tail = [line for line in (await backend.log(15)).splitlines() if line.strip()]
         detail = f"backend exited with code {exited[0]}: {tail[-1] if tail else 'no output'}"
-        return BackendOutcome(False, detail, refused_settings=exited[0] == USAGE_ERROR)
+        return BackendOutcome(False, detail, refused_settings=exited[0] == USAGE_ERROR, exit_status=exited[0])
     return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
 
 
@@ -230,8 +244,12 @@ class LaneDriver(ABC):
     jwt_secret: str
     #: hop → URL of each dependency as the fault proxy reaches it (credentials included).
     dependency_urls: dict[str, str]
+    #: The user's project whose backend the lanes run; None: the built-in backend.
+    project: "Project | None" = None
 
-    def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
+    def mint_token(self, sub: str = "staging-e2e-user-001", claims: Mapping[str, Any] | None = None) -> str:
+        if claims is not None:
+            return mint_with_claims(self.jwt_secret, claims)
         return mint_token(self.jwt_secret, sub=sub)
 
     @abstractmethod
@@ -252,36 +270,59 @@ class LaneDriver(ABC):
         """Start a backend with ``env`` on ``place``; raise :class:`InfrastructureError`
         when it cannot even be started (a backend that exits is an outcome, not an error)."""
 
+    async def start_project_backend(
+        self, project: "Project", failpoints: str, endpoints: dict[str, "Endpoint"], place: BackendPlace, name: str
+    ) -> "ProjectBackend":
+        """Start a project's backend with ``failpoints`` armed, its dependencies at ``endpoints``."""
+        raise ConfigError(f"the {self.name} driver does not run a project's backend yet: use --driver local")
+
+    @property
+    def hops(self) -> tuple[str, ...]:
+        """This stack's hops: the built-in backend's, or the project's dependencies and ``backend``."""
+        return self.project.hops if self.project is not None else HOPS
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[int]:
         """A lane slot, for drivers whose lanes use fixed places (default: no limit)."""
         yield 0
 
+    async def _start(self, request: LaneRequest, urls: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
+        if self.project is None:
+            return await self.start_backend(backend_environment(request, urls), place, name)
+        endpoints = {hop: endpoint_of(url) for hop, url in urls.items()}
+        return await self.start_project_backend(self.project, request.backend.failpoints, endpoints, place, name)
+
+    async def _ready(self, backend: RunningBackend, place: BackendPlace, request: LaneRequest) -> BackendOutcome:
+        if self.project is None:
+            return await wait_ready(backend, place.health_url, request.ready_timeout_s, request.probe_after)
+        return await backend.wait_ready(request.ready_timeout_s)  # type: ignore[attr-defined]
+
     @asynccontextmanager
     async def lane(self, request: LaneRequest) -> AsyncIterator[OpenLane]:
         lane_id = uuid.uuid4().hex[:8]
-        names = {hop: f"{hop}-{lane_id}" for hop in HOPS}
+        hops = self.hops
+        dependencies = hops[:-1]
+        names = {hop: f"{hop}-{lane_id}" for hop in hops}
         backend: RunningBackend | None = None
         async with self.slot() as slot, AsyncToxiproxyClient(
             self.toxiproxy_url, timeout=5.0, verify=client_ssl_context()
         ) as client:
             place = await self.place_backend(slot)
             try:
-                upstreams = {hop: hostport(self.dependency_urls[hop]) for hop in DEPENDENCIES}
+                upstreams = {hop: hostport(self.dependency_urls[hop]) for hop in dependencies}
                 upstreams["backend"] = place.upstream
                 created = await client.populate(
-                    [{"name": names[hop], "upstream": upstreams[hop], "listen": self.proxy_listen(hop, slot)} for hop in HOPS]
+                    [{"name": names[hop], "upstream": upstreams[hop], "listen": self.proxy_listen(hop, slot)} for hop in hops]
                 )
-                ports = {hop: proxy.listen_port for hop, proxy in zip(HOPS, created)}
+                ports = {hop: proxy.listen_port for hop, proxy in zip(hops, created)}
                 lane = OpenLane(f"http://{self.proxy_address('backend', ports['backend'])}", LaneFaults(client, names))
                 await lane.faults.apply(request, "before_start")
-                urls = {hop: with_hostport(self.dependency_urls[hop], self.proxy_address(hop, ports[hop])) for hop in DEPENDENCIES}
-                backend = lane.backend = await self.start_backend(
-                    backend_environment(request, urls), place, f"backend-{lane_id}"
-                )
+                urls = {hop: with_hostport(self.dependency_urls[hop], self.proxy_address(hop, ports[hop])) for hop in dependencies}
+                backend = lane.backend = await self._start(request, urls, place, f"backend-{lane_id}")
                 place.release()
-                lane.outcome = await wait_ready(backend, place.health_url, request.ready_timeout_s, request.probe_after)
+                lane.outcome = await self._ready(backend, place, request)
                 if lane.outcome.ready:
+                    await lane.faults.remove_startup_toxics()
                     await lane.faults.apply(request, "after_ready")
                 yield lane
             except ToxiproxyError as exc:
@@ -291,6 +332,14 @@ class LaneDriver(ABC):
                 await delete_proxies(client, list(names.values()))  # first: frees a backend blocked on a hung hop
                 if backend is not None:
                     await backend.stop()
+
+
+def endpoint_of(url: str) -> "Endpoint":
+    """A dependency's :class:`~replica.project.Endpoint` from its URL."""
+    from replica.project import Endpoint
+
+    parts = urlsplit(url)
+    return Endpoint(host=parts.hostname or "", port=parts.port or 0, url=url)
 
 
 __all__ = [

@@ -54,6 +54,8 @@ class StackInfo(BaseModel):
     lanes_url: str | None = None
     lanes_socket: str | None = None
     tmp_dir: str | None = None
+    #: The project file (``replica.toml``) whose backend the stack's lanes run; None: the built-in backend.
+    project: str | None = None
 
     @property
     def owner(self) -> ProcessIdentity:

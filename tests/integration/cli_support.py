@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.servers_support import descendants, pid_alive as alive  # noqa: F401  (re-exported for the CLI tests)
@@ -30,6 +32,17 @@ def run_replica(
     return subprocess.run(
         replica_argv(*args), cwd=cwd, env=cli_env(state_dir, env), capture_output=True, text=True, timeout=timeout
     )
+
+
+def wait_for_state(proc: "subprocess.Popen[str]", state_dir: Path, timeout: float = 90) -> dict:
+    """The stack state ``replica up`` (``proc``) writes once it answers; fails if it exits or times out."""
+    state = state_dir / "stack.json"
+    deadline = time.monotonic() + timeout
+    while not state.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"replica up did not write its state in {timeout:g} s"
+        time.sleep(0.05)  # polling a bounded wait on another process
+    return json.loads(state.read_text())
 
 
 def _listening_sockets() -> list[tuple[int, str]]:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.integration.cli_support import REPO, cli_env, descendants, listening_ports_of, replica_argv, run_replica
+from tests.integration.cli_support import REPO, cli_env, descendants, listening_ports_of, replica_argv, run_replica, wait_for_state
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,7 @@ def running_stack(tmp_path_factory):
     proc = subprocess.Popen(
         replica_argv("up", "--max-lanes", str(MAX_LANES)), cwd=REPO, env=cli_env(state_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    state = state_dir / "stack.json"
-    deadline = time.monotonic() + 90
-    while not state.exists():
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        assert time.monotonic() < deadline, "replica up did not write its state in 90 s"
-        time.sleep(0.05)  # polling a bounded wait on another process
-    yield state_dir, json.loads(state.read_text())
+    yield state_dir, wait_for_state(proc, state_dir)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=30)
 

@@ -45,6 +45,7 @@ def test_dependency_faults_use_the_scenario_model(project):
     assert [(d.hop, d.when) for d in down.down] == [("broker", "before_start")] and down.toxics == ()
     slow = by_name["postgres:slow-startup"].toxics
     assert [(t.hop, t.type, t.when, t.attributes) for t in slow] == [("postgres", "latency", "before_start", {"latency": 1000})]
+    assert slow[0].until == "ready"  # a fault of the startup only: the lane removes it once the backend is ready
     hung = by_name["postgres:hung"].toxics
     assert [(t.type, t.when, t.attributes) for t in hung] == [("timeout", "after_ready", {"timeout": 0})]
     reset = by_name["broker:reset"].toxics
@@ -108,3 +109,61 @@ def test_a_command_backend_gets_the_same_catalog_as_an_app(tmp_path):
     assert as_command == [s.name for s in generic_scenarios(load_project(path))]
     assert as_command == ["healthy", "redis:down", "redis:slow-startup", "redis:hung", "redis:reset", "redis:latency",
                           "ws.publish:raise", "ws.publish:hang", "ws.publish:delay"]
+
+
+def test_a_projects_probe_is_its_probe_section(tmp_path):
+    from replica.generic_catalog import project_probe
+
+    path = tmp_path / "replica.toml"
+    path.write_text(
+        '[backend]\napp = "a.b:app"\nhealth = "/up"\n[probe]\npath = "/chat"\ntoken = "env:CHAT_TOKEN"\n'
+        'welcome = { type = "hello" }\nping = { send = { op = "ping" }, expect = { op = "pong" } }\n'
+    )
+    spec = project_probe(load_project(path))
+    assert (spec.ws_path, spec.health_path, spec.welcome) == ("/chat", "/up", {"type": "hello"})
+    assert (spec.ping, spec.pong, spec.token_env, spec.claims, spec.with_token) == ({"op": "ping"}, {"op": "pong"}, "CHAT_TOKEN", None, True)
+    path.write_text('[backend]\napp = "a.b:app"\n[probe]\ntoken = "mint"\nclaims = { sub = "me", role = "admin" }\n')
+    spec = project_probe(load_project(path))
+    assert spec.claims == {"sub": "me", "role": "admin"} and spec.welcome is None and spec.ping is None and spec.health_path is None
+
+
+def test_runs_are_selected_by_name_and_an_unknown_one_is_named(project):
+    from replica.generic_catalog import select_runs
+
+    runs = project_runs(project)
+    assert [r.name for r in select_runs(runs, ["broker:hung", "healthy"])] == ["broker:hung", "healthy"]
+    with pytest.raises(ConfigError, match=r"unknown scenario 'broker:gone' \(known: healthy, postgres:down, "):
+        select_runs(runs, ["broker:gone"])
+
+
+def test_the_probe_token_is_none_from_the_environment_or_minted(monkeypatch):
+    from replica.runner import probe_token
+    from replica.scenarios import ProbeSpec
+
+    def mint(claims):
+        return f"minted {claims}"
+
+    assert probe_token(ProbeSpec(with_token=False), mint) is None
+    assert probe_token(ProbeSpec(claims={"sub": "x"}), mint) == "minted {'sub': 'x'}"
+    assert probe_token(ProbeSpec(), mint) == "minted None"  # the stack's own token
+    monkeypatch.setenv("CHAT_TOKEN", "t0k")
+    assert probe_token(ProbeSpec(token_env="CHAT_TOKEN"), mint) == "t0k"
+    monkeypatch.delenv("CHAT_TOKEN")
+    with pytest.raises(ConfigError, match="CHAT_TOKEN is not set"):
+        probe_token(ProbeSpec(token_env="CHAT_TOKEN"), mint)
+
+
+@pytest.mark.parametrize(
+    ("message", "subset", "holds"),
+    [
+        ({"type": "welcome", "room": "r"}, {"type": "welcome"}, True),
+        ({"type": "system_message", "data": {"event": "connection_established", "x": 1}}, {"data": {"event": "connection_established"}}, True),
+        ({"type": "system_message", "data": "connection_established"}, {"data": {"event": "connection_established"}}, False),
+        ({"type": "pong"}, {"type": "ping"}, False),
+        ({}, {}, True),
+    ],
+)
+def test_a_message_holds_a_subset_recursively(message, subset, holds):
+    from replica.probe import contains
+
+    assert contains(message, subset) is holds

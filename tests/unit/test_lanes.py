@@ -60,12 +60,18 @@ def test_a_lane_request_is_strict(body: dict, problem: str) -> None:
         LaneRequest.model_validate(body)
 
 
-def test_the_lanes_api_takes_only_the_builtin_backends_hops() -> None:
-    from replica.drivers.up.api import BuiltinLaneRequest
+def test_the_lanes_api_takes_only_the_stacks_hops() -> None:
+    from replica.drivers.up.api import lane_request_model
+    from replica.scenarios import HOPS
 
+    builtin = lane_request_model(HOPS)
     with pytest.raises(ValidationError, match="unknown hop 'nowhere'"):
-        BuiltinLaneRequest.model_validate({"down": [{"hop": "nowhere"}]})
-    assert BuiltinLaneRequest.model_validate({"down": [{"hop": "redis"}]}).down[0].hop == "redis"
+        builtin.model_validate({"down": [{"hop": "nowhere"}]})
+    assert builtin.model_validate({"down": [{"hop": "redis"}]}).down[0].hop == "redis"
+    project = lane_request_model(("db", "backend"))
+    assert project.model_validate({"down": [{"hop": "db"}]}).down[0].hop == "db"
+    with pytest.raises(ValidationError, match=r"unknown hop 'redis' \(known: db, backend\)"):
+        project.model_validate({"down": [{"hop": "redis"}]})
 
 
 def _ready(body: object) -> httpx.Response:

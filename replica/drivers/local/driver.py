@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+import asyncio
+from typing import Callable, Mapping
 
 from replica.drivers.base import DEFAULT_PARALLEL_LANES
 from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
@@ -23,7 +24,10 @@ from replica.drivers.local.ports import LOOPBACK, bind_loopback
 from replica.drivers.local.postgres import start_postgres
 from replica.drivers.local.redis import start_redis
 from replica.drivers.stack import StackInfo, new_secret
+from replica.errors import ConfigError
 from replica.polling import wait_for_http, wait_for_line
+from replica.project import Endpoint, Project
+from replica.user_backend import ProjectBackend, failpoint_env, start_ready, start_service, takes_socket
 
 Progress = Callable[[str], None]
 BACKEND_MAIN = "replica.backend.__main__:main"
@@ -72,6 +76,35 @@ def start_local_stack(group: ProcessGroup, forks: ForkServer, progress: Progress
     )
 
 
+async def start_http_dependencies(
+    group: ProcessGroup, project: Project, info: StackInfo, progress: Progress
+) -> dict[str, str]:
+    """Start each ``http`` dependency of ``project`` once for the stack, in the order declared,
+    reaching the stack's Postgres and Redis and the http dependencies before it directly.
+    One that does not come up is a configuration error."""
+    from replica.drivers.lanes import endpoint_of
+
+    urls = {"postgres": info.postgres_url, "redis": info.redis_url}
+    endpoints = {name: endpoint_of(urls[dep.kind]) for name, dep in project.dependencies.items() if dep.kind != "http"}
+    started: dict[str, str] = {}
+    for name, dep in project.dependencies.items():
+        if dep.kind != "http":
+            continue
+        progress(f"starting {name} (dependencies.{name})")
+        key = f"dependencies.{name}"
+        try:
+            service, outcome = await start_ready(
+                group, dep.config.service(), project.root, name=name, key=key, endpoints=endpoints, secret=info.jwt_secret
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{project.file}: {key}: names {exc.args[0]}, which is not started yet: declare it earlier") from None
+        if not outcome.ready:
+            raise ConfigError(f"{project.file}: {key}: {outcome.detail}")
+        started[name] = service.base_url
+        endpoints[name] = endpoint_of(service.base_url)
+    return started
+
+
 class LocalDriver(LaneDriver):
     """Lanes of processes on loopback, on a stack this driver started."""
 
@@ -84,21 +117,39 @@ class LocalDriver(LaneDriver):
         forks: ForkServer,
         *,
         max_parallel_lanes: int = DEFAULT_PARALLEL_LANES,
+        project: Project | None = None,
+        services: Mapping[str, str] | None = None,
     ) -> None:
+        """``services``: the URL of each ``http`` dependency of ``project``, started for this stack."""
         self.info = info
         self.group = group
         self.forks = forks
         self.max_parallel_lanes = max_parallel_lanes
         self.toxiproxy_url = info.toxiproxy_url
         self.jwt_secret = info.jwt_secret
-        self.dependency_urls = {"postgres": info.postgres_url, "redis": info.redis_url, "auth": info.auth_url}
+        self.project = project
+        stack = {"postgres": info.postgres_url, "redis": info.redis_url, "auth": info.auth_url}
+        if project is None:
+            self.dependency_urls = stack
+        else:
+            self.dependency_urls = {
+                name: (services or {})[name] if dep.kind == "http" else stack[dep.kind]
+                for name, dep in project.dependencies.items()
+            }
 
     @classmethod
-    def start(cls, group: ProcessGroup, progress: Progress = lambda _m: None, **kwargs: int) -> "LocalDriver":
+    def start(
+        cls, group: ProcessGroup, progress: Progress = lambda _m: None, *, project: Project | None = None, **kwargs: int
+    ) -> "LocalDriver":
         forks = ForkServer()
         group.add_cleanup(forks.close)  # registered first, so it runs after the forks' own cleanups
         forks.warm()  # the fork server imports the servers while Postgres and Redis start
-        return cls(start_local_stack(group, forks, progress), group, forks, **kwargs)
+        info = start_local_stack(group, forks, progress)
+        services = None
+        if project is not None:
+            info = info.model_copy(update={"project": str(project.file)})
+            services = asyncio.run(start_http_dependencies(group, project, info, progress))
+        return cls(info, group, forks, project=project, services=services, **kwargs)
 
     def proxy_listen(self, hop: str, slot: int) -> str:
         return f"{LOOPBACK}:0"
@@ -118,6 +169,22 @@ class LocalDriver(LaneDriver):
         )
         self.group.add_cleanup(process.kill)
         return process
+
+    async def start_project_backend(
+        self, project: Project, failpoints: str, endpoints: dict[str, Endpoint], place: BackendPlace, name: str
+    ) -> ProjectBackend:
+        """The project's backend on the lane's socket (listening, for a program handed ``{fd}``);
+        a program that binds ``{port}`` itself gets the socket's port, released just before."""
+        env = failpoint_env(project, failpoints)
+        backend = project.backend
+        options = dict(name=name, endpoints=endpoints, secret=self.jwt_secret, extra_env=env)
+        if not takes_socket(backend):
+            port = place.listener.getsockname()[1]
+            place.release()
+            return ProjectBackend(start_service(self.group, backend, project.root, port=port, **options))
+        if backend.command is not None:
+            place.listener.listen()
+        return ProjectBackend(start_service(self.group, backend, project.root, listener=place.listener, **options))
 
     def close(self) -> None:
         self.group.close()

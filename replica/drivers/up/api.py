@@ -35,22 +35,25 @@ from replica.drivers.base import LaneRequest
 from replica.drivers.lanes import OpenLane
 from replica.drivers.local.driver import LocalDriver
 from replica.errors import ReplicaError
-from replica.scenarios import HOPS
 
 MAX_OPEN_LANES = 16
 MAX_BODY_BYTES = 64 * 1024
 MAX_LOG_LINES = 10_000
 
 
-class BuiltinLaneRequest(LaneRequest):
-    """A lane of the built-in backend, whose hops are fixed."""
+def lane_request_model(hops: tuple[str, ...]) -> type[LaneRequest]:
+    """A :class:`LaneRequest` whose faults may name only ``hops`` (the stack's: the built-in
+    backend's, or its project's); an unknown hop is a 422."""
 
-    @model_validator(mode="after")
-    def _hops_of_the_builtin_backend(self) -> "BuiltinLaneRequest":
-        for fault in (*self.toxics, *self.down):
-            if fault.hop not in HOPS:
-                raise ValueError(f"unknown hop {fault.hop!r} (known: {', '.join(HOPS)})")
-        return self
+    class StackLaneRequest(LaneRequest):
+        @model_validator(mode="after")
+        def _hops_of_this_stack(self) -> "StackLaneRequest":
+            for fault in (*self.toxics, *self.down):
+                if fault.hop not in hops:
+                    raise ValueError(f"unknown hop {fault.hop!r} (known: {', '.join(hops)})")
+            return self
+
+    return StackLaneRequest
 
 
 class LaneInfo(BaseModel):
@@ -151,8 +154,7 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
             raise HTTPException(404, "no open lane with that id")
         return lanes[lane_id]
 
-    @app.post("/lanes", status_code=201)
-    async def open_lane(body: BuiltinLaneRequest, request: Request) -> LaneInfo:
+    async def open_lane(body: LaneRequest, request: Request) -> LaneInfo:
         nonlocal opening
         if len(lanes) + opening >= max_open_lanes:
             raise HTTPException(429, f"{max_open_lanes} lanes are open already: close one first")
@@ -174,6 +176,10 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
         lane_id = uuid.uuid4().hex[:12]
         lanes[lane_id] = (stack, lane)
         return info(lane_id, lane)
+
+    # The body is parsed as a request naming only this stack's hops (a 422 otherwise).
+    open_lane.__annotations__["body"] = lane_request_model(driver.hops)
+    app.post("/lanes", status_code=201)(open_lane)
 
     @app.get("/lanes")
     async def list_lanes() -> list[LaneInfo]:

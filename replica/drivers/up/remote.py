@@ -8,12 +8,12 @@ back, and applies after-ready faults through the same :class:`LaneFaults`.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient
-from replica.auth.tokens import mint_token
+from replica.auth.tokens import mint_token, mint_with_claims
 from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, LaneRequest
 from replica.drivers.lanes import LaneFaults
 from replica.drivers.stack import StackInfo
@@ -45,7 +45,9 @@ class RemoteDriver:
         self.info = info
         self.max_parallel_lanes = max_parallel_lanes
 
-    def mint_token(self, sub: str = "staging-e2e-user-001") -> str:
+    def mint_token(self, sub: str = "staging-e2e-user-001", claims: Mapping[str, Any] | None = None) -> str:
+        if claims is not None:
+            return mint_with_claims(self.info.jwt_secret, claims)
         return mint_token(self.info.jwt_secret, sub=sub)
 
     @asynccontextmanager
