@@ -116,21 +116,18 @@ class Stage:
 
     def push(self, chunk: Chunk) -> None:
         self.inbox.append(chunk)
-        if self._task is None:
-            self._spawn()
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     def push_eof(self) -> None:
         self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Start the toxic's task, or wake it where it waits for input."""
         if self._task is None:
             self._spawn()
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     # -- the Stub interface ---------------------------------------------------
 
