@@ -186,9 +186,13 @@ class ForkedProcess:
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop it in the background (graceful, then killed): the next run need not
-        wait, and the fork server's owner kills it at exit at the latest."""
+        wait, and the fork server's owner kills it at exit at the latest.
+
+        A bare executor future, not a task: ``asyncio.run`` cancels the tasks still
+        pending when it ends, which would drop a kill not yet started, but it waits
+        for the default executor's queued work."""
         if self._stopping is None:
-            self._stopping = asyncio.ensure_future(asyncio.to_thread(self.kill, timeout))
+            self._stopping = asyncio.get_running_loop().run_in_executor(None, self.kill, timeout)
 
 
 class ForkServer:
