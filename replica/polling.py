@@ -77,6 +77,30 @@ def _check_process(process: Watched | None, what: str) -> None:
         raise InfrastructureError(_describe_exit(process, what))
 
 
+class _Backoff:
+    """One wait's deadline, growing poll interval and last error (what both loops share)."""
+
+    def __init__(
+        self, timeout: float, now: float, process: Watched | None, what: str, poll_max_s: float = _POLL_MAX_S
+    ) -> None:
+        self.timeout = timeout
+        self.deadline = now + timeout
+        self.process = process
+        self.what = what
+        self.delay = _POLL_FIRST_S
+        self.poll_max_s = poll_max_s
+        self.last_error: BaseException | None = None
+
+    def next_sleep(self, now: float) -> float:
+        """After a failed try: how long to sleep; raises if the process died or time is up."""
+        _check_process(self.process, self.what)
+        if now >= self.deadline:
+            raise _timeout_error(self.timeout, self.what, self.last_error, self.process)
+        sleep = min(self.delay, self.deadline - now)
+        self.delay = min(self.delay * 2, self.poll_max_s)
+        return sleep
+
+
 def wait_until(
     check: Callable[[], bool],
     timeout: float,
@@ -94,22 +118,15 @@ def wait_until(
     with its exit code and log tail; after ``timeout`` seconds, raises one
     saying what was awaited and for how long.
     """
-    deadline = time.monotonic() + timeout
-    delay = _POLL_FIRST_S
-    last_error: BaseException | None = None
+    wait = _Backoff(timeout, time.monotonic(), process, what)
     while True:
         _check_process(process, what)
         try:
             if check():
                 return
         except retry_on as exc:
-            last_error = exc
-        _check_process(process, what)
-        now = time.monotonic()
-        if now >= deadline:
-            raise _timeout_error(timeout, what, last_error, process)
-        time.sleep(min(delay, deadline - now))
-        delay = min(delay * 2, _POLL_MAX_S)
+            wait.last_error = exc
+        time.sleep(wait.next_sleep(time.monotonic()))
 
 
 async def wait_until_async(
@@ -129,25 +146,18 @@ async def wait_until_async(
     import asyncio
 
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = _POLL_FIRST_S
-    last_error: BaseException | None = None
+    wait = _Backoff(timeout, loop.time(), process, what, poll_max_s)
     while True:
         _check_process(process, what)
         try:
             result = check()
             if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, max(deadline - loop.time(), 0.001))
+                result = await asyncio.wait_for(result, max(wait.deadline - loop.time(), 0.001))
             if result:
                 return
         except retry_on as exc:
-            last_error = exc
-        _check_process(process, what)
-        now = loop.time()
-        if now >= deadline:
-            raise _timeout_error(timeout, what, last_error, process)
-        await asyncio.sleep(min(delay, deadline - now))
-        delay = min(delay * 2, poll_max_s)
+            wait.last_error = exc
+        await asyncio.sleep(wait.next_sleep(loop.time()))
 
 
 def wait_for_tcp(

@@ -184,7 +184,7 @@ class Api:
 
     async def toxic_index(self, request: Request, proxy: str) -> Response:
         target = self.collection.get(proxy)
-        return json_response(200, [t.to_json() for t in target.toxic_specs()])
+        return json_response(200, [t.to_json() for t in target.toxic_configs()])
 
     async def toxic_create(self, request: Request, proxy: str) -> Response:
         target = self.collection.get(proxy)

@@ -29,8 +29,8 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "NotFound",
-    "Proxy",
-    "Toxic",
+    "ProxyInfo",
+    "ToxicInfo",
     "ToxiproxyClient",
     "ToxiproxyError",
     "ToxiproxyUnavailable",
@@ -68,7 +68,7 @@ class ToxiproxyUnavailable(ToxiproxyError):
 
 
 @dataclass(frozen=True)
-class Toxic:
+class ToxicInfo:
     name: str
     type: str
     stream: str
@@ -76,7 +76,7 @@ class Toxic:
     attributes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Toxic:
+    def from_json(cls, data: Mapping[str, Any]) -> ToxicInfo:
         return cls(
             name=str(data["name"]),
             type=str(data["type"]),
@@ -87,12 +87,12 @@ class Toxic:
 
 
 @dataclass(frozen=True)
-class Proxy:
+class ProxyInfo:
     name: str
     listen: str
     upstream: str
     enabled: bool
-    toxics: tuple[Toxic, ...] = ()
+    toxics: tuple[ToxicInfo, ...] = ()
 
     @property
     def listen_host(self) -> str:
@@ -103,13 +103,13 @@ class Proxy:
         return int(self.listen.rpartition(":")[2])
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Proxy:
+    def from_json(cls, data: Mapping[str, Any]) -> ProxyInfo:
         return cls(
             name=str(data["name"]),
             listen=str(data["listen"]),
             upstream=str(data["upstream"]),
             enabled=bool(data["enabled"]),
-            toxics=tuple(Toxic.from_json(t) for t in data.get("toxics") or ()),
+            toxics=tuple(ToxicInfo.from_json(t) for t in data.get("toxics") or ()),
         )
 
 
@@ -187,31 +187,31 @@ class ToxiproxyClient:
     def version(self) -> str:
         return str(self._request("GET", "/version").json()["version"])
 
-    def proxies(self) -> dict[str, Proxy]:
-        return {name: Proxy.from_json(p) for name, p in self._request("GET", "/proxies").json().items()}
+    def proxies(self) -> dict[str, ProxyInfo]:
+        return {name: ProxyInfo.from_json(p) for name, p in self._request("GET", "/proxies").json().items()}
 
-    def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0", enabled: bool = True) -> Proxy:
+    def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0", enabled: bool = True) -> ProxyInfo:
         body = {"name": name, "upstream": upstream, "listen": listen, "enabled": enabled}
-        return Proxy.from_json(self._request("POST", "/proxies", body).json())
+        return ProxyInfo.from_json(self._request("POST", "/proxies", body).json())
 
-    def get_proxy(self, name: str) -> Proxy:
-        return Proxy.from_json(self._request("GET", f"/proxies/{_q(name)}").json())
+    def get_proxy(self, name: str) -> ProxyInfo:
+        return ProxyInfo.from_json(self._request("GET", f"/proxies/{_q(name)}").json())
 
     def update_proxy(
         self, name: str, *, enabled: bool | None = None, listen: str | None = None, upstream: str | None = None
-    ) -> Proxy:
+    ) -> ProxyInfo:
         body = _proxy_update_body(enabled, listen, upstream)
-        return Proxy.from_json(self._request("POST", f"/proxies/{_q(name)}", body).json())
+        return ProxyInfo.from_json(self._request("POST", f"/proxies/{_q(name)}", body).json())
 
     def delete_proxy(self, name: str) -> None:
         self._request("DELETE", f"/proxies/{_q(name)}")
 
-    def populate(self, proxies: list[dict[str, Any]]) -> list[Proxy]:
+    def populate(self, proxies: list[dict[str, Any]]) -> list[ProxyInfo]:
         data = self._request("POST", "/populate", proxies).json()
-        return [Proxy.from_json(p) for p in data.get("proxies") or []]
+        return [ProxyInfo.from_json(p) for p in data.get("proxies") or []]
 
-    def toxics(self, proxy: str) -> list[Toxic]:
-        return [Toxic.from_json(t) for t in self._request("GET", f"/proxies/{_q(proxy)}/toxics").json()]
+    def toxics(self, proxy: str) -> list[ToxicInfo]:
+        return [ToxicInfo.from_json(t) for t in self._request("GET", f"/proxies/{_q(proxy)}/toxics").json()]
 
     def add_toxic(
         self,
@@ -222,15 +222,15 @@ class ToxiproxyClient:
         name: str | None = None,
         toxicity: float = 1.0,
         attributes: Mapping[str, Any] | None = None,
-    ) -> Toxic:
+    ) -> ToxicInfo:
         body = _toxic_body(type, stream, name, toxicity, attributes)
-        return Toxic.from_json(self._request("POST", f"/proxies/{_q(proxy)}/toxics", body).json())
+        return ToxicInfo.from_json(self._request("POST", f"/proxies/{_q(proxy)}/toxics", body).json())
 
     def update_toxic(
         self, proxy: str, name: str, *, attributes: Mapping[str, Any] | None = None, toxicity: float | None = None
-    ) -> Toxic:
+    ) -> ToxicInfo:
         body = _toxic_update_body(attributes, toxicity)
-        return Toxic.from_json(self._request("POST", f"/proxies/{_q(proxy)}/toxics/{_q(name)}", body).json())
+        return ToxicInfo.from_json(self._request("POST", f"/proxies/{_q(proxy)}/toxics/{_q(name)}", body).json())
 
     def remove_toxic(self, proxy: str, name: str) -> None:
         self._request("DELETE", f"/proxies/{_q(proxy)}/toxics/{_q(name)}")
@@ -272,32 +272,32 @@ class AsyncToxiproxyClient:
     async def version(self) -> str:
         return str((await self._request("GET", "/version")).json()["version"])
 
-    async def proxies(self) -> dict[str, Proxy]:
+    async def proxies(self) -> dict[str, ProxyInfo]:
         data = (await self._request("GET", "/proxies")).json()
-        return {name: Proxy.from_json(p) for name, p in data.items()}
+        return {name: ProxyInfo.from_json(p) for name, p in data.items()}
 
-    async def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0", enabled: bool = True) -> Proxy:
+    async def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0", enabled: bool = True) -> ProxyInfo:
         body = {"name": name, "upstream": upstream, "listen": listen, "enabled": enabled}
-        return Proxy.from_json((await self._request("POST", "/proxies", body)).json())
+        return ProxyInfo.from_json((await self._request("POST", "/proxies", body)).json())
 
-    async def get_proxy(self, name: str) -> Proxy:
-        return Proxy.from_json((await self._request("GET", f"/proxies/{_q(name)}")).json())
+    async def get_proxy(self, name: str) -> ProxyInfo:
+        return ProxyInfo.from_json((await self._request("GET", f"/proxies/{_q(name)}")).json())
 
     async def update_proxy(
         self, name: str, *, enabled: bool | None = None, listen: str | None = None, upstream: str | None = None
-    ) -> Proxy:
+    ) -> ProxyInfo:
         body = _proxy_update_body(enabled, listen, upstream)
-        return Proxy.from_json((await self._request("POST", f"/proxies/{_q(name)}", body)).json())
+        return ProxyInfo.from_json((await self._request("POST", f"/proxies/{_q(name)}", body)).json())
 
     async def delete_proxy(self, name: str) -> None:
         await self._request("DELETE", f"/proxies/{_q(name)}")
 
-    async def populate(self, proxies: list[dict[str, Any]]) -> list[Proxy]:
+    async def populate(self, proxies: list[dict[str, Any]]) -> list[ProxyInfo]:
         data = (await self._request("POST", "/populate", proxies)).json()
-        return [Proxy.from_json(p) for p in data.get("proxies") or []]
+        return [ProxyInfo.from_json(p) for p in data.get("proxies") or []]
 
-    async def toxics(self, proxy: str) -> list[Toxic]:
-        return [Toxic.from_json(t) for t in (await self._request("GET", f"/proxies/{_q(proxy)}/toxics")).json()]
+    async def toxics(self, proxy: str) -> list[ToxicInfo]:
+        return [ToxicInfo.from_json(t) for t in (await self._request("GET", f"/proxies/{_q(proxy)}/toxics")).json()]
 
     async def add_toxic(
         self,
@@ -308,15 +308,15 @@ class AsyncToxiproxyClient:
         name: str | None = None,
         toxicity: float = 1.0,
         attributes: Mapping[str, Any] | None = None,
-    ) -> Toxic:
+    ) -> ToxicInfo:
         body = _toxic_body(type, stream, name, toxicity, attributes)
-        return Toxic.from_json((await self._request("POST", f"/proxies/{_q(proxy)}/toxics", body)).json())
+        return ToxicInfo.from_json((await self._request("POST", f"/proxies/{_q(proxy)}/toxics", body)).json())
 
     async def update_toxic(
         self, proxy: str, name: str, *, attributes: Mapping[str, Any] | None = None, toxicity: float | None = None
-    ) -> Toxic:
+    ) -> ToxicInfo:
         body = _toxic_update_body(attributes, toxicity)
-        return Toxic.from_json((await self._request("POST", f"/proxies/{_q(proxy)}/toxics/{_q(name)}", body)).json())
+        return ToxicInfo.from_json((await self._request("POST", f"/proxies/{_q(proxy)}/toxics/{_q(name)}", body)).json())
 
     async def remove_toxic(self, proxy: str, name: str) -> None:
         await self._request("DELETE", f"/proxies/{_q(proxy)}/toxics/{_q(name)}")

@@ -1,6 +1,6 @@
 """The data plane of one proxied connection.
 
-A :class:`Connection` joins two sockets (:class:`Side`): the accepted client and
+A :class:`ProxiedConnection` joins two sockets (:class:`Side`): the accepted client and
 the dialled upstream. Each direction is a :class:`Link` (``upstream`` =
 client→server, ``downstream`` = server→client) carrying an ordered chain of
 :class:`Stage` objects, one per toxic, each running its toxic's ``pipe``.
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import splice
 from .address import literal_ip
-from .model import Direction, ToxicSpec
+from .model import Direction, ToxicConfig
 from .toxics import Chunk, Toxic
 from .toxics.noop import NoopToxic
 
@@ -45,7 +45,7 @@ _LINGER_ZERO = struct.pack("ii", 1, 0)
 class Stage:
     """One toxic on one direction of one connection; also the stub its pipe sees."""
 
-    def __init__(self, link: Link, spec: ToxicSpec) -> None:
+    def __init__(self, link: Link, spec: ToxicConfig) -> None:
         self.link = link
         self.spec = spec
         self.toxic: Toxic = spec.kind()
@@ -116,21 +116,18 @@ class Stage:
 
     def push(self, chunk: Chunk) -> None:
         self.inbox.append(chunk)
-        if self._task is None:
-            self._spawn()
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     def push_eof(self) -> None:
         self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Start the toxic's task, or wake it where it waits for input."""
         if self._task is None:
             self._spawn()
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     # -- the Stub interface ---------------------------------------------------
 
@@ -193,7 +190,7 @@ class Stage:
 class Link:
     """One direction of a connection: source side → toxic chain → destination side."""
 
-    def __init__(self, conn: Connection, direction: Direction, src: Side, dst: Side, rng: random.Random) -> None:
+    def __init__(self, conn: ProxiedConnection, direction: Direction, src: Side, dst: Side, rng: random.Random) -> None:
         self.conn = conn
         self.direction = direction
         self.src = src
@@ -211,7 +208,7 @@ class Link:
 
     # -- chain changes (synchronous) ------------------------------------------
 
-    def add(self, spec: ToxicSpec) -> None:
+    def add(self, spec: ToxicConfig) -> None:
         stage = Stage(self, spec)
         if self.stages:
             self.stages[-1].next = stage
@@ -221,7 +218,7 @@ class Link:
         stage.start()
         self._refresh()
 
-    def update(self, spec: ToxicSpec) -> None:
+    def update(self, spec: ToxicConfig) -> None:
         for stage in self.stages:
             if stage.spec.name == spec.name:
                 stage.stop()
@@ -315,7 +312,7 @@ class Link:
 class Side(asyncio.Protocol):
     """One socket of a connection; data read here feeds ``out_link``."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: ProxiedConnection) -> None:
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.out_link: Link | None = None
@@ -417,7 +414,7 @@ class Side(asyncio.Protocol):
             transport.close()
 
 
-class Connection:
+class ProxiedConnection:
     """An accepted client connection, its upstream connection and both links."""
 
     def __init__(self, proxy: Proxy, rng_seed: str | None) -> None:
@@ -507,7 +504,7 @@ class Connection:
         self.links = {Direction.UPSTREAM: up, Direction.DOWNSTREAM: down}
         self.client.out_link, self.client.in_link = up, down
         self.upstream.out_link, self.upstream.in_link = down, up
-        for spec in self.proxy.toxic_specs():
+        for spec in self.proxy.toxic_configs():
             self.links[spec.direction].add(spec)
         for side, link in ((self.client, up), (self.upstream, down)):
             early, side.early = side.early, []
@@ -570,19 +567,19 @@ class Connection:
 
     # -- chain changes --------------------------------------------------------
 
-    def add_toxic(self, spec: ToxicSpec) -> None:
+    def add_toxic(self, spec: ToxicConfig) -> None:
         if self.links and not self.closed:
             self.links[spec.direction].add(spec)
             if self.relay is not None:
                 self.relay.stop()
 
-    def update_toxic(self, spec: ToxicSpec) -> None:
+    def update_toxic(self, spec: ToxicConfig) -> None:
         if self.links and not self.closed:
             self.links[spec.direction].update(spec)
             if self.relay is not None:  # toxicity may now say yes
                 self.relay.stop()
 
-    def remove_toxic(self, spec: ToxicSpec) -> None:
+    def remove_toxic(self, spec: ToxicConfig) -> None:
         if self.links and not self.closed:
             self.links[spec.direction].remove(spec.name)
 
@@ -633,7 +630,7 @@ class Connection:
 class ClientProtocol(Side):
     """The accepting side: creates the connection when a client arrives."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: ProxiedConnection) -> None:
         super().__init__(conn)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -133,7 +133,7 @@ def _check_address(value: str, field: str) -> None:
 
 
 @dataclass
-class ToxicSpec:
+class ToxicConfig:
     """A toxic as configured through the API."""
 
     name: str
@@ -209,7 +209,7 @@ def _check_ranges(kind: type[Toxic], attrs: Mapping[str, int], toxicity: float) 
         raise ApiError(problem, 400)
 
 
-def parse_toxic_create(obj: Any, taken: Iterable[str]) -> ToxicSpec:
+def parse_toxic_create(obj: Any, taken: Iterable[str]) -> ToxicConfig:
     """Validate a decoded ``POST /proxies/{p}/toxics`` body (after the 404 check)."""
     fields = struct_fields(obj, ["name", "type", "stream", "toxicity", "attributes"], _WRAPPER)
     for key in ("name", "type", "stream"):
@@ -232,16 +232,16 @@ def parse_toxic_create(obj: Any, taken: Iterable[str]) -> ToxicSpec:
         raise ApiError(f"too many toxics: at most {MAX_TOXICS} per proxy", 400)
     attrs = _parse_attributes(kind, fields.get("attributes"), {a.name: 0 for a in kind.attributes})
     _check_ranges(kind, attrs, toxicity)
-    return ToxicSpec(name, type_name, stream, toxicity, attrs)
+    return ToxicConfig(name, type_name, stream, toxicity, attrs)
 
 
-def parse_toxic_update(obj: Any, current: ToxicSpec) -> ToxicSpec:
+def parse_toxic_update(obj: Any, current: ToxicConfig) -> ToxicConfig:
     """Validate a ``POST/PATCH /proxies/{p}/toxics/{t}`` body: attributes merge, toxicity kept if absent."""
     fields = struct_fields(obj, ["attributes", "toxicity"], "struct")
     toxicity = _float32(fields["toxicity"], "Go struct field .toxicity") if "toxicity" in fields else current.toxicity
     attrs = _parse_attributes(current.kind, fields.get("attributes"), current.attributes)
     _check_ranges(current.kind, attrs, toxicity)
-    return ToxicSpec(current.name, current.type, current.stream, toxicity, attrs)
+    return ToxicConfig(current.name, current.type, current.stream, toxicity, attrs)
 
 
 # ---------------------------------------------------------------------- proxies
@@ -255,7 +255,7 @@ class ProxyInput:
     listen: str
     upstream: str
     enabled: bool = True
-    toxics: list[ToxicSpec] | None = None  # only from /populate and --config
+    toxics: list[ToxicConfig] | None = None  # only from /populate and --config
 
 
 _PROXY_FIELDS = ("name", "listen", "upstream", "enabled")
@@ -324,7 +324,7 @@ def parse_populate(obj: Any) -> list[ProxyInput]:
             check_name(fields["name"], "proxy")
         except ApiError as exc:
             raise exc.with_suffix(f" at proxy {index}") from None
-        toxics: list[ToxicSpec] | None = None
+        toxics: list[ToxicConfig] | None = None
         raw_toxics = raw.get("toxics") if isinstance(raw, dict) else None
         if raw_toxics is not None:
             if not isinstance(raw_toxics, list):
@@ -341,7 +341,7 @@ def parse_populate(obj: Any) -> list[ProxyInput]:
     return items
 
 
-def proxy_json(name: str, listen: str, upstream: str, enabled: bool, toxics: list[ToxicSpec]) -> dict[str, Any]:
+def proxy_json(name: str, listen: str, upstream: str, enabled: bool, toxics: list[ToxicConfig]) -> dict[str, Any]:
     """A proxy as the Go server marshals it (``Logger`` leak included, for byte fidelity)."""
     return {
         "name": name,
@@ -353,7 +353,7 @@ def proxy_json(name: str, listen: str, upstream: str, enabled: bool, toxics: lis
     }
 
 
-def ordered_toxics(toxics: Iterable[ToxicSpec]) -> list[ToxicSpec]:
+def ordered_toxics(toxics: Iterable[ToxicConfig]) -> list[ToxicConfig]:
     """Upstream toxics first, then downstream, each in insertion order."""
     items = list(toxics)
     return [t for t in items if t.direction is Direction.UPSTREAM] + [

@@ -8,8 +8,8 @@ from typing import Any
 
 from . import gojson
 from .address import open_listener
-from .link import ClientProtocol, Connection
-from .model import Direction, ToxicSpec, ordered_toxics, proxy_json
+from .link import ClientProtocol, ProxiedConnection
+from .model import Direction, ToxicConfig, ordered_toxics, proxy_json
 
 
 class Proxy:
@@ -30,8 +30,8 @@ class Proxy:
         self.enabled = False
         self.seed = seed
         self.dialled = dialled if dialled is not None else set()
-        self.toxics: list[ToxicSpec] = []
-        self.connections: set[Connection] = set()
+        self.toxics: list[ToxicConfig] = []
+        self.connections: set[ProxiedConnection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._accepted = 0
         self._json: bytes | None = None
@@ -79,11 +79,11 @@ class Proxy:
     def _new_client(self) -> ClientProtocol:
         self._accepted += 1
         seed = None if self.seed is None else f"{self.seed}/{self.name}/{self._accepted}"
-        conn = Connection(self, seed)
+        conn = ProxiedConnection(self, seed)
         self.connections.add(conn)
         return conn.client  # type: ignore[return-value]
 
-    def connection_closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: ProxiedConnection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             for direction, (received, sent) in conn.counters().items():
@@ -93,25 +93,25 @@ class Proxy:
 
     # -- toxics ---------------------------------------------------------------
 
-    def toxic_specs(self) -> list[ToxicSpec]:
+    def toxic_configs(self) -> list[ToxicConfig]:
         return ordered_toxics(self.toxics)
 
-    def find_toxic(self, name: str) -> ToxicSpec | None:
+    def find_toxic(self, name: str) -> ToxicConfig | None:
         return next((t for t in self.toxics if t.name == name), None)
 
-    def add_toxic(self, spec: ToxicSpec) -> None:
+    def add_toxic(self, spec: ToxicConfig) -> None:
         self.toxics.append(spec)
         self._json = None
         for conn in list(self.connections):
             conn.add_toxic(spec)
 
-    def update_toxic(self, spec: ToxicSpec) -> None:
+    def update_toxic(self, spec: ToxicConfig) -> None:
         self.toxics = [spec if t.name == spec.name else t for t in self.toxics]
         self._json = None
         for conn in list(self.connections):
             conn.update_toxic(spec)
 
-    def remove_toxic(self, name: str) -> ToxicSpec | None:
+    def remove_toxic(self, name: str) -> ToxicConfig | None:
         spec = self.find_toxic(name)
         if spec is None:
             return None
@@ -128,7 +128,7 @@ class Proxy:
     # -- views ----------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return proxy_json(self.name, self.listen, self.upstream, self.enabled, self.toxic_specs())
+        return proxy_json(self.name, self.listen, self.upstream, self.enabled, self.toxic_configs())
 
     def encoded(self) -> bytes:
         """``to_json`` as Go marshals it, kept until the proxy changes (listing many proxies stays cheap)."""

@@ -37,14 +37,14 @@ from .collection import PopulateError, ProxyCollection
 from .http import HttpServer, Limits
 from .model import ApiError, ProxyInput, decode, parse_populate
 
-__all__ = ["ConfigError", "Limits", "ProxyBindError", "ToxiproxyServer", "load_config", "run"]
+__all__ = ["ConfigFileError", "Limits", "ProxyBindError", "ToxiproxyServer", "load_config", "run"]
 
 MAX_CONFIG = 16 << 20  # bytes of a config file
 STOP_TIMEOUT = 0.3  # seconds for connections and relays to wind down on stop
 EXIT_DEADLINE = 0.9  # after SIGTERM/SIGINT the process is gone by then, whatever is still running
 
 
-class ConfigError(Exception):
+class ConfigFileError(Exception):
     """The config file cannot be read or is not a valid populate array."""
 
 
@@ -54,13 +54,13 @@ def load_config(path: str) -> list[ProxyInput]:
         with open(path, "rb") as file:
             data = file.read(MAX_CONFIG + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise ConfigFileError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_CONFIG:
-        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG >> 20} MiB")
+        raise ConfigFileError(f"config file {path} is larger than {MAX_CONFIG >> 20} MiB")
     try:
         return parse_populate(decode(data))
     except ApiError as exc:
-        raise ConfigError(f"invalid config file {path}: {exc.message}") from None
+        raise ConfigFileError(f"invalid config file {path}: {exc.message}") from None
 
 
 class ProxyBindError(OSError):
@@ -94,7 +94,7 @@ class ToxiproxyServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        """Validate the config (``ConfigError``), listen (``OSError``), then create the config's proxies."""
+        """Validate the config (``ConfigFileError``), listen (``OSError``), then create the config's proxies."""
         items = load_config(self.config) if self.config else []
         self._server = await asyncio.start_server(
             self.http,
@@ -112,7 +112,7 @@ class ToxiproxyServer:
             await self.stop()
             if exc.error.status >= 500:  # a listen address of the config cannot be bound
                 raise ProxyBindError(f"cannot start a proxy of {self.config}: {exc.error.message}") from None
-            raise ConfigError(f"invalid config file {self.config}: {exc.error.message}") from None
+            raise ConfigFileError(f"invalid config file {self.config}: {exc.error.message}") from None
 
     async def stop(self) -> None:
         """Close the API listener, every connection and every proxy (bounded in time)."""
@@ -149,7 +149,7 @@ async def _main(host: str, port: int, config: str | None, seed: int | None) -> i
     server = ToxiproxyServer(host, port, config=config, seed=seed)
     try:
         await server.start()
-    except ConfigError as exc:
+    except ConfigFileError as exc:
         print(f"toxiproxy: {exc}", file=sys.stderr, flush=True)
         return 2
     except ProxyBindError as exc:

@@ -10,7 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
-from replica.backend.app import ConfigError, load_config
+from replica.backend.app import InvalidSettingError, load_config
 from replica.backend.server import configure_logging, serve
 from replica.errors import USAGE_ERROR
 from replica.settings import BackendSettings
@@ -26,7 +26,7 @@ def main() -> int:
     configure_logging()
     try:
         config = load_config(settings)
-    except ConfigError as exc:
+    except InvalidSettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     return serve(settings, config)

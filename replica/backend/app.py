@@ -1,7 +1,7 @@
 """The backend replica's FastAPI application.
 
 ``create_app(settings)`` validates the handler name, the failpoint spec and the
-defect list first (raising :class:`ConfigError`), so a bad setting stops the
+defect list first (raising :class:`InvalidSettingError`), so a bad setting stops the
 process before it binds its port.
 """
 
@@ -30,7 +30,7 @@ from replica.settings import BackendSettings
 logger = logging.getLogger("replica.backend")
 
 
-class ConfigError(ValueError):
+class InvalidSettingError(ValueError):
     """A setting the backend refuses to start with."""
 
 
@@ -58,15 +58,15 @@ def load_config(settings: BackendSettings) -> BackendConfig:
     try:
         spec = injection.parse_failpoints(settings.failpoints)
     except FailpointError as exc:
-        raise ConfigError(f"REPLICA_FAILPOINTS: {exc}") from None
+        raise InvalidSettingError(f"REPLICA_FAILPOINTS: {exc}") from None
     try:
         defects = injection.parse_defects(settings.defects)
     except ValueError as exc:
-        raise ConfigError(f"REPLICA_DEFECTS: {exc}") from None
+        raise InvalidSettingError(f"REPLICA_DEFECTS: {exc}") from None
     try:
         handler = load_handler(settings.handler)
     except HandlerLoadError as exc:
-        raise ConfigError(f"REPLICA_HANDLER: {exc}") from None
+        raise InvalidSettingError(f"REPLICA_HANDLER: {exc}") from None
     return BackendConfig(spec, defects, handler)
 
 

@@ -49,7 +49,7 @@ def uvicorn_options(settings: BackendSettings) -> dict[str, Any]:
 def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code (0 after a graceful stop).
 
-    Raises :class:`replica.backend.app.ConfigError` before binding if a setting is bad.
+    Raises :class:`replica.backend.app.InvalidSettingError` before binding if a setting is bad.
     """
     config = config or load_config(settings)
     app = create_app(settings, config)

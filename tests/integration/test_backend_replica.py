@@ -200,6 +200,13 @@ async def chat(ws: ClientConnection, content: str, thread_id: str | None = None)
             return events
 
 
+async def welcome_and_chat(url: str, token: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Connect with ``token``; the welcome, then the events a "hello" brings."""
+    async with connect(url, additional_headers=bearer(token), open_timeout=10) as ws:
+        welcome = await recv_json(ws)
+        return welcome, await chat(ws, "hello")
+
+
 async def get_thread(ws: ClientConnection, thread_id: str) -> dict[str, Any]:
     await ws.send(json.dumps({"type": "get_thread", "data": {"thread_id": thread_id}}))
     while True:
@@ -406,13 +413,7 @@ def test_seed_fix_keeps_the_real_defect_and_degrades_on_a_missing_supervisor(sta
     assert (closed.code, closed.reason, closed.messages) == (1011, "Internal error", [])
 
     degraded = start_backend(handler="seed-fix", failpoints="startup.supervisor=skip")
-
-    async def session() -> tuple[dict, list[dict]]:
-        async with connect(degraded.ws, additional_headers=bearer(stack.token()), open_timeout=10) as ws:
-            welcome = await recv_json(ws)
-            return welcome, await chat(ws, "hello")
-
-    welcome, events = run(session())
+    welcome, events = run(welcome_and_chat(degraded.ws, stack.token()))
     assert welcome["data"]["event"] == "connection_established" and welcome["data"]["degraded_mode"] is True
     assert [e.get("error_code") for e in events] == ["AGENT_UNAVAILABLE"]
 
@@ -422,13 +423,7 @@ def test_landed_fix_is_immune_to_the_defect_and_falls_back_to_mock_events(stack:
         handler="landed-fix", defects="auth-log-json",
         failpoints="startup.supervisor=skip; startup.thread_service=skip",
     )
-
-    async def session() -> tuple[dict, list[dict]]:
-        async with connect(backend.ws, additional_headers=bearer(stack.token()), open_timeout=10) as ws:
-            welcome = await recv_json(ws)
-            return welcome, await chat(ws, "hello")
-
-    welcome, events = run(session())
+    welcome, events = run(welcome_and_chat(backend.ws, stack.token()))
     assert welcome["data"]["event"] == "connection_established" and welcome["data"]["degraded_mode"] is True
     assert [e["type"] for e in events] == [
         "agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed",

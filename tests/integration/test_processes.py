@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -10,12 +11,14 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
+from replica.drivers.local.forkserver import ForkServer
 from replica.drivers.local.group import ProcessGroup
-from replica.drivers.local.ports import free_port
+from replica.drivers.local.ports import bind_loopback, free_port
 from replica.drivers.local.process import ManagedProcess
 from replica.drivers.local.tempdirs import sweep_stale_temp_dirs
 from replica.polling import port_is_open, wait_for_http, wait_for_tcp, wait_until
@@ -363,3 +366,44 @@ def test_ctrl_c_during_teardown_does_not_cut_it_short(tmp_path: Path) -> None:
     finally:
         harness.kill()
         harness.wait(timeout=5)
+
+
+def _pipes() -> int:
+    """How many pipes this process holds open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except OSError:  # the fd listdir itself used
+            pass
+    return count
+
+
+def test_a_stopped_fork_frees_its_pipes_and_its_place_in_the_group() -> None:
+    forks = ForkServer()
+    with ProcessGroup() as group:
+        group.add_cleanup(forks.close)
+        forked = []
+        for name in ("first", "second"):
+            with bind_loopback() as listener:
+                url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+                fork = forks.start(
+                    "replica.auth.__main__:main", {**os.environ, "JWT_SECRET": "s" * 32}, group.path("logs", f"{name}.log"),
+                    name, listener=listener, fd_env="AUTH_FD",
+                )
+            group.add_cleanup(fork.kill)
+            wait_for_http(f"{url}/health", timeout=30, process=fork, what=f"the {name} fork")
+            forked.append(fork)
+        first, second = forked
+        pipes = _pipes()
+        assert first.kill() is not None
+        assert first.finished and first.poll() is not None and first.returncode == first.poll()
+        assert _pipes() < pipes, "the stopped fork still holds its pipes"
+        assert first.kill() == first.poll()  # idempotent once closed
+        stopped = weakref.ref(first)
+        del first, fork, forked
+        group.add_cleanup(lambda: None)  # a registration drops what has finished
+        gc.collect()
+        assert stopped() is None, "the group still holds a stopped fork"
+        assert not second.finished and second.poll() is None
+    assert second.finished and second.poll() is not None  # a running fork was still stopped at teardown

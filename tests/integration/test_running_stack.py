@@ -389,8 +389,6 @@ def test_fuzzing_the_lanes_api_gets_no_5xx_and_leaves_no_trace(running_stack):
     print(f"\nfuzz: {FUZZ_REQUESTS} requests, statuses {dict(statuses)}, RSS {rss_before} -> {_rss_kib(pid)} KiB")
 
 
-@pytest.mark.xfail(strict=True, reason="forkserver.ForkedBackend never closes its multiprocessing.Process "
-                   "(two pipe fds per lane, held by the group's cleanup list until replica up exits)")
 def test_closed_lanes_leave_no_pipes_behind(running_stack):
     _state_dir, info = running_stack
     pid = info["owner_pid"]

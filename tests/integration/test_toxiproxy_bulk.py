@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from faults.toxiproxy.client import Proxy, ToxiproxyClient
+from faults.toxiproxy.client import ProxyInfo, ToxiproxyClient
 from faults.toxiproxy.splice import SPLICE_AFTER
 from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     ServerProcess,
@@ -29,7 +29,7 @@ BULK = 4 * SPLICE_AFTER
 
 
 @pytest.fixture()
-def proxy(api: ToxiproxyClient, echo: TcpServer) -> Proxy:
+def proxy(api: ToxiproxyClient, echo: TcpServer) -> ProxyInfo:
     return api.create_proxy("bulk", echo.address)
 
 
@@ -68,7 +68,7 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-unty
     return True
 
 
-def test_bulk_bytes_are_exact_and_counted_live(toxiproxy: ServerProcess, proxy: Proxy, echo: TcpServer) -> None:
+def test_bulk_bytes_are_exact_and_counted_live(toxiproxy: ServerProcess, proxy: ProxyInfo, echo: TcpServer) -> None:
     sock = connect(proxy.listen_port)
     assert echo_bulk(sock, BULK) == pattern(BULK)
     assert splice_threads(toxiproxy.pid) >= 1  # the relay took over
@@ -80,7 +80,7 @@ def test_bulk_bytes_are_exact_and_counted_live(toxiproxy: ServerProcess, proxy: 
     assert wait_until(lambda: splice_threads(toxiproxy.pid) == 0)
 
 
-def test_toxics_take_over_from_the_relay(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_toxics_take_over_from_the_relay(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     sock = connect(proxy.listen_port)
     assert echo_bulk(sock, BULK) == pattern(BULK)
     api.add_toxic("bulk", "latency", attributes={"latency": 100})
@@ -98,7 +98,7 @@ def test_toxics_take_over_from_the_relay(toxiproxy: ServerProcess, api: Toxiprox
     sock.close()
 
 
-def test_disable_closes_a_spliced_connection(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_disable_closes_a_spliced_connection(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     assert wait_until(lambda: splice_threads(toxiproxy.pid) == 0)  # earlier tests' relays are gone
     baseline = toxiproxy.fd_count()
     sock = connect(proxy.listen_port)
@@ -114,7 +114,7 @@ def test_disable_closes_a_spliced_connection(toxiproxy: ServerProcess, api: Toxi
     assert wait_until(lambda: splice_threads(toxiproxy.pid) == 0)
 
 
-def test_half_close_after_bulk(proxy: Proxy) -> None:
+def test_half_close_after_bulk(proxy: ProxyInfo) -> None:
     sock = connect(proxy.listen_port)
     payload = pattern(BULK)
     sender = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)), daemon=True)
@@ -127,7 +127,7 @@ def test_half_close_after_bulk(proxy: Proxy) -> None:
     sock.close()
 
 
-def test_toxicity_switched_on_stops_the_relay(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_toxicity_switched_on_stops_the_relay(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("bulk", "latency", toxicity=0.0, attributes={"latency": 100})
     sock = connect(proxy.listen_port)
     assert echo_bulk(sock, BULK) == pattern(BULK)

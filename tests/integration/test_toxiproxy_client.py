@@ -11,8 +11,8 @@ from faults.toxiproxy.client import (
     BadRequest,
     Conflict,
     NotFound,
-    Proxy,
-    Toxic,
+    ProxyInfo,
+    ToxicInfo,
     ToxiproxyClient,
     ToxiproxyError,
     ToxiproxyUnavailable,
@@ -34,12 +34,12 @@ pytestmark = pytest.mark.slow
 def test_sync_client_round_trip(api: ToxiproxyClient, echo: TcpServer) -> None:
     assert api.version() == "2.12.0"
     proxy = api.create_proxy("pg", echo.address)
-    assert isinstance(proxy, Proxy) and proxy.enabled and proxy.listen_port > 0
+    assert isinstance(proxy, ProxyInfo) and proxy.enabled and proxy.listen_port > 0
     assert api.get_proxy("pg") == proxy
     assert api.proxies() == {"pg": proxy}
 
     toxic = api.add_toxic("pg", "latency", attributes={"latency": 5})
-    assert toxic == Toxic("latency_downstream", "latency", "downstream", 1.0, {"latency": 5, "jitter": 0})
+    assert toxic == ToxicInfo("latency_downstream", "latency", "downstream", 1.0, {"latency": 5, "jitter": 0})
     updated = api.update_toxic("pg", "latency_downstream", attributes={"jitter": 1}, toxicity=0.5)
     assert updated.attributes == {"latency": 5, "jitter": 1} and updated.toxicity == 0.5
     assert api.toxics("pg") == [updated]

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from faults.toxiproxy.client import Proxy, ToxiproxyClient
+from faults.toxiproxy.client import ProxyInfo, ToxiproxyClient
 from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     ServerProcess,
     TcpServer,
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
-def proxy(api: ToxiproxyClient, echo: TcpServer) -> Proxy:
+def proxy(api: ToxiproxyClient, echo: TcpServer) -> ProxyInfo:
     return api.create_proxy("echo", echo.address)
 
 
@@ -50,14 +50,14 @@ def expect_reset(sock: socket.socket, payload: bytes = b"boom") -> None:
 # ------------------------------------------------------------------ reset_peer
 
 
-def test_reset_peer_sends_rst(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_reset_peer_sends_rst(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "reset_peer", stream="upstream", attributes={"timeout": 0})
     sock = connect(proxy.listen_port)
     expect_reset(sock)
     sock.close()
 
 
-def test_reset_peer_added_mid_connection_sends_rst(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_reset_peer_added_mid_connection_sends_rst(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     sock = connect(proxy.listen_port)
     assert round_trip_ms(sock) < 1000
     api.add_toxic("echo", "reset_peer", stream="downstream")
@@ -65,7 +65,7 @@ def test_reset_peer_added_mid_connection_sends_rst(api: ToxiproxyClient, proxy: 
     sock.close()
 
 
-def test_reset_peer_waits_its_timeout(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_reset_peer_waits_its_timeout(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "reset_peer", stream="upstream", attributes={"timeout": 150})
     sock = connect(proxy.listen_port)
     start = time.perf_counter()
@@ -74,7 +74,7 @@ def test_reset_peer_waits_its_timeout(api: ToxiproxyClient, proxy: Proxy) -> Non
     sock.close()
 
 
-def test_reset_peer_never_fires_when_toxicity_says_no(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_reset_peer_never_fires_when_toxicity_says_no(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "reset_peer", stream="upstream", toxicity=0.0)
     sock = connect(proxy.listen_port)
     for _ in range(3):
@@ -87,7 +87,7 @@ def test_reset_peer_never_fires_when_toxicity_says_no(api: ToxiproxyClient, prox
 # --------------------------------------------------------------------- latency
 
 
-def test_latency_within_5ms(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_latency_within_5ms(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     sock = connect(proxy.listen_port)
     baseline = statistics.median(round_trip_ms(sock) for _ in range(5))
     api.add_toxic("echo", "latency", attributes={"latency": 100})
@@ -97,7 +97,7 @@ def test_latency_within_5ms(api: ToxiproxyClient, proxy: Proxy) -> None:
     sock.close()
 
 
-def test_latency_jitter_stays_in_range(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_latency_jitter_stays_in_range(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "latency", stream="upstream", attributes={"latency": 40, "jitter": 20})
     sock = connect(proxy.listen_port)
     samples = [round_trip_ms(sock) for _ in range(8)]
@@ -107,7 +107,7 @@ def test_latency_jitter_stays_in_range(api: ToxiproxyClient, proxy: Proxy) -> No
     sock.close()
 
 
-def test_chained_latencies_add_up(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_chained_latencies_add_up(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "latency", name="a", attributes={"latency": 30})
     api.add_toxic("echo", "latency", name="b", attributes={"latency": 30})
     sock = connect(proxy.listen_port)
@@ -125,7 +125,7 @@ def downstream_received(url: str, proxy: str) -> int:
     return 0
 
 
-def test_removing_a_toxic_flushes_what_it_held(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_removing_a_toxic_flushes_what_it_held(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "latency", attributes={"latency": 20_000})
     sock = connect(proxy.listen_port)
     sock.sendall(b"held-1")
@@ -140,7 +140,7 @@ def test_removing_a_toxic_flushes_what_it_held(toxiproxy: ServerProcess, api: To
     sock.close()
 
 
-def test_update_acts_on_open_connections(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_update_acts_on_open_connections(toxiproxy: ServerProcess, api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "latency", attributes={"latency": 20_000})
     sock = connect(proxy.listen_port)
     sock.sendall(b"q")
@@ -203,7 +203,7 @@ def test_limit_data_upstream_counts_bytes(api: ToxiproxyClient) -> None:
         sink.close()
 
 
-def test_limit_data_downstream_counts_bytes(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_limit_data_downstream_counts_bytes(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "limit_data", attributes={"bytes": 150})
     sock = connect(proxy.listen_port)
     sock.sendall(b"x" * 100)
@@ -232,7 +232,7 @@ def test_slow_close_delays_the_close(api: ToxiproxyClient) -> None:
     assert 0.28 <= elapsed <= 0.45, elapsed
 
 
-def test_timeout_zero_holds_until_removed(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_timeout_zero_holds_until_removed(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "timeout", attributes={"timeout": 0})
     sock = connect(proxy.listen_port)
     sock.sendall(b"lost")
@@ -247,7 +247,7 @@ def test_timeout_zero_holds_until_removed(api: ToxiproxyClient, proxy: Proxy) ->
     sock.close()
 
 
-def test_timeout_closes_after_its_delay(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_timeout_closes_after_its_delay(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "timeout", stream="upstream", attributes={"timeout": 200})
     sock = connect(proxy.listen_port)
     start = time.perf_counter()
@@ -260,7 +260,7 @@ def test_timeout_closes_after_its_delay(api: ToxiproxyClient, proxy: Proxy) -> N
 # --------------------------------------------------------------- slicer, noop
 
 
-def test_slicer_splits_and_delays(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_slicer_splits_and_delays(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "slicer", attributes={"average_size": 100, "size_variation": 0, "delay": 10_000})
     sock = connect(proxy.listen_port)
     payload = bytes(range(256)) * 4
@@ -275,7 +275,7 @@ def test_slicer_splits_and_delays(api: ToxiproxyClient, proxy: Proxy) -> None:
     sock.close()
 
 
-def test_noop_passes_data(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_noop_passes_data(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     api.add_toxic("echo", "noop", stream="upstream")
     sock = connect(proxy.listen_port)
     payload = b"n" * 200_000
@@ -287,7 +287,7 @@ def test_noop_passes_data(api: ToxiproxyClient, proxy: Proxy) -> None:
 # ------------------------------------------------------------- down, upstream
 
 
-def test_down_proxy_refuses_and_closes(api: ToxiproxyClient, proxy: Proxy) -> None:
+def test_down_proxy_refuses_and_closes(api: ToxiproxyClient, proxy: ProxyInfo) -> None:
     sock = connect(proxy.listen_port)
     round_trip_ms(sock)
     api.update_proxy("echo", enabled=False)

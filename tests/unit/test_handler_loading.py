@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from replica.backend.app import ConfigError, load_config
+from replica.backend.app import InvalidSettingError, load_config
 from replica.backend.handlers import VARIANTS, HandlerLoadError, Variant, load_handler
 from replica.backend.handlers.steps import detect_e2e_incident, detect_e2e_seed
 from replica.settings import BackendSettings
@@ -90,11 +90,11 @@ def test_loading_errors_are_clear(user_package: str, spec: str, message: str) ->
 
 
 def test_load_config_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match=r"^REPLICA_HANDLER: unknown handler 'x'"):
+    with pytest.raises(InvalidSettingError, match=r"^REPLICA_HANDLER: unknown handler 'x'"):
         load_config(BackendSettings(handler="x"))
-    with pytest.raises(ConfigError, match=r"^REPLICA_FAILPOINTS: ws.autth=skip: unknown failpoint 'ws.autth'"):
+    with pytest.raises(InvalidSettingError, match=r"^REPLICA_FAILPOINTS: ws.autth=skip: unknown failpoint 'ws.autth'"):
         load_config(BackendSettings(failpoints="ws.autth=skip"))
-    with pytest.raises(ConfigError, match=r"^REPLICA_DEFECTS: unknown defect 'nope'"):
+    with pytest.raises(InvalidSettingError, match=r"^REPLICA_DEFECTS: unknown defect 'nope'"):
         load_config(BackendSettings(defects="nope"))
     config = load_config(BackendSettings(handler="incident", failpoints="startup.supervisor=skip", defects="auth-log-json"))
     assert config.defects == frozenset({"auth-log-json"})

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from replica.drivers.local.ports import ensure_port_free, free_port
+from replica import interrupts
 from replica.interrupts import install_sigterm_handler
 from replica.polling import port_is_open, wait_until, wait_until_async
 from replica.errors import ConfigError, InfrastructureError, ReplicaError
@@ -116,4 +117,5 @@ def test_sigterm_handler_raises_keyboard_interrupt_and_restores() -> None:
             signal.raise_signal(signal.SIGTERM)
     finally:
         restore()
+        interrupts._interrupted.clear()  # the interrupt is recorded for good; later tests start processes
     assert signal.getsignal(signal.SIGTERM) is before

@@ -13,7 +13,7 @@ import asyncio
 from faults.toxiproxy.address import AddressError, resolved, same_endpoint, split_host_port
 from faults.toxiproxy.model import (
     ApiError,
-    ToxicSpec,
+    ToxicConfig,
     decode,
     error_body,
     ordered_toxics,
@@ -121,7 +121,7 @@ def test_populate_validates_all_items_and_toxics() -> None:
 
 
 def test_proxy_json_key_order() -> None:
-    spec = ToxicSpec("t", "noop", "upstream", 1.0, {})
+    spec = ToxicConfig("t", "noop", "upstream", 1.0, {})
     assert gojson.dumps(proxy_json("p", "127.0.0.1:1", "u:2", True, [spec])) == (
         b'{"name":"p","listen":"127.0.0.1:1","upstream":"u:2","enabled":true,"Logger":{},'
         b'"toxics":[{"attributes":{},"name":"t","type":"noop","stream":"upstream","toxicity":1}]}'
@@ -186,10 +186,10 @@ def test_toxic_update_merges_attributes_and_keeps_toxicity() -> None:
 
 def test_toxics_are_listed_upstream_first() -> None:
     specs = [
-        ToxicSpec("d1", "noop", "downstream", 1.0, {}),
-        ToxicSpec("u1", "noop", "upstream", 1.0, {}),
-        ToxicSpec("d2", "noop", "Downstream", 1.0, {}),
-        ToxicSpec("u2", "noop", "UPSTREAM", 1.0, {}),
+        ToxicConfig("d1", "noop", "downstream", 1.0, {}),
+        ToxicConfig("u1", "noop", "upstream", 1.0, {}),
+        ToxicConfig("d2", "noop", "Downstream", 1.0, {}),
+        ToxicConfig("u2", "noop", "UPSTREAM", 1.0, {}),
     ]
     assert [t.name for t in ordered_toxics(specs)] == ["u1", "u2", "d1", "d2"]
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from faults import failpoint
-from replica.backend.auth_client import authenticate
 from replica.backend.handlers import steps
 from replica.backend.handlers.variants import variant
 
@@ -42,13 +41,8 @@ async def route(websocket: WebSocket, changes: Changes) -> None:
         # 2. accept, choosing jwt-auth when offered
         await steps.accept(conn)
         # 3. authenticate via the auth service (the debug log line is where the defect lives)
-        await failpoint("ws.auth")
-        await steps.log_auth_attempt(conn, fixed=changes.log_line_fixed)
-        auth = await authenticate(websocket)
-        if not auth.ok:
-            await steps.reject_auth(conn, auth.error)
+        if not await steps.authenticate_accepted(conn, log_fixed=changes.log_line_fixed):
             return
-        conn.user_id = auth.user_id or "anonymous"
         # 4. services read once
         supervisor = getattr(app_state, "agent_supervisor", None)
         thread_service = getattr(app_state, "thread_service", None)

@@ -15,7 +15,6 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from faults import failpoint
-from replica.backend.auth_client import authenticate
 from replica.backend.handlers import steps
 
 logger = logging.getLogger("replica.ws")
@@ -29,13 +28,8 @@ async def handle(websocket: WebSocket) -> None:
     environment = conn.environment
     try:
         await steps.accept(conn)
-        await failpoint("ws.auth")
-        await steps.log_auth_attempt(conn, fixed=False)
-        auth = await authenticate(websocket)
-        if not auth.ok:
-            await steps.reject_auth(conn, auth.error)
+        if not await steps.authenticate_accepted(conn, log_fixed=False):
             return
-        conn.user_id = auth.user_id or "anonymous"
         supervisor = getattr(app_state, "agent_supervisor", None)
         thread_service = getattr(app_state, "thread_service", None)
 

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from faults import failpoint
 from replica.backend import messages
-from replica.backend.auth_client import choose_subprotocol, offered_subprotocols
+from replica.backend.auth_client import authenticate, choose_subprotocol, offered_subprotocols
 from replica.backend.services import AgentSupervisor, DependencyUnavailable, ThreadService, run_mock_agent
 from replica.settings import BackendSettings
 
@@ -113,6 +113,19 @@ async def log_auth_attempt(conn: Connection, *, fixed: bool) -> None:
         state = str(state)
     details = {"connection_id": conn.connection_id, "client_state": state, "path": websocket.url.path}
     logger.debug(f"WebSocket auth attempt: {json.dumps(details)}")
+
+
+async def authenticate_accepted(conn: Connection, *, log_fixed: bool) -> bool:
+    """The incident's auth step, after accept: the debug log line, then the auth
+    service; a refused token gets :func:`reject_auth` (False)."""
+    await failpoint("ws.auth")
+    await log_auth_attempt(conn, fixed=log_fixed)
+    auth = await authenticate(conn.websocket)
+    if not auth.ok:
+        await reject_auth(conn, auth.error)
+        return False
+    conn.user_id = auth.user_id or "anonymous"
+    return True
 
 
 async def close(conn: Connection, code: int, reason: str) -> None:

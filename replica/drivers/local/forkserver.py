@@ -112,25 +112,37 @@ def _kill(pid: int) -> None:
 
 
 class ForkedProcess:
-    """One server forked from the fork server; a :class:`~replica.drivers.lanes.RunningBackend`."""
+    """One server forked from the fork server; a :class:`~replica.drivers.lanes.RunningBackend`.
+
+    Once stopped and reaped (:meth:`kill`), its ``multiprocessing.Process`` is
+    closed, which frees the two pipes it holds, and it is :attr:`finished`.
+    """
 
     def __init__(self, process: multiprocessing.process.BaseProcess, name: str, log_path: Path) -> None:
-        self._process = process
+        assert process.pid is not None, "a ForkedProcess wraps a started process"
+        self._process: multiprocessing.process.BaseProcess | None = process
+        self.pid: int = process.pid
         self.name = name
         self.log_path = log_path
+        self._exitcode: int | None = None
+        self._state = threading.Lock()  # guards the swap of _process for _exitcode
+        self._killing = threading.Lock()  # one kill at a time: the lane's and the teardown's
         self._stopping: asyncio.Future[int | None] | None = None
 
     @property
-    def pid(self) -> int:
-        assert self._process.pid is not None
-        return self._process.pid
+    def returncode(self) -> int | None:
+        return self.poll()
 
     @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
+    def finished(self) -> bool:
+        """Stopped, reaped and closed: nothing of it is left to clean up."""
+        return self._process is None
 
     def poll(self) -> int | None:
-        return self._process.exitcode
+        with self._state:
+            if self._process is not None:
+                return self._process.exitcode
+            return self._exitcode
 
     def log_tail(self, n_lines: int = 40) -> str:
         return tail_lines(self.log_path, n_lines)
@@ -145,13 +157,24 @@ class ForkedProcess:
                 pass
 
     def kill(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM the group, wait, then SIGKILL it. Idempotent; blocks."""
-        if self._process.exitcode is None:
-            self._signal_group(signal.SIGTERM)
-            self._process.join(timeout)
-        self._signal_group(signal.SIGKILL)  # workers a gunicorn master left behind, too
-        self._process.join(timeout)
-        return self._process.exitcode
+        """SIGTERM the group, wait, then SIGKILL it; once reaped, close the process.
+        Idempotent; blocks."""
+        with self._killing:
+            process = self._process
+            if process is None:
+                return self._exitcode
+            if process.exitcode is None:
+                self._signal_group(signal.SIGTERM)
+                process.join(timeout)
+            self._signal_group(signal.SIGKILL)  # workers a gunicorn master left behind, too
+            process.join(timeout)
+            if process.exitcode is None:  # not reaped yet: keep it, a later kill tries again
+                return None
+            with self._state:
+                self._exitcode = process.exitcode
+                self._process = None
+            process.close()
+            return self._exitcode
 
     # -- RunningBackend --------------------------------------------------------------
 
@@ -163,9 +186,13 @@ class ForkedProcess:
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop it in the background (graceful, then killed): the next run need not
-        wait, and the fork server's owner kills it at exit at the latest."""
+        wait, and the fork server's owner kills it at exit at the latest.
+
+        A bare executor future, not a task: ``asyncio.run`` cancels the tasks still
+        pending when it ends, which would drop a kill not yet started, but it waits
+        for the default executor's queued work."""
         if self._stopping is None:
-            self._stopping = asyncio.ensure_future(asyncio.to_thread(self.kill, timeout))
+            self._stopping = asyncio.get_running_loop().run_in_executor(None, self.kill, timeout)
 
 
 class ForkServer:

@@ -108,7 +108,12 @@ class ProcessGroup:
 
     def add_cleanup(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` at teardown, in reverse order of registration, before
-        the processes are stopped."""
+        the processes are stopped.
+
+        A bound method of an object that has since become ``finished`` (a forked
+        server its lane stopped and reaped) is dropped at the next registration,
+        so a long-running group does not keep everything it ever started."""
+        self._cleanups = [c for c in self._cleanups if not _finished(c)]
         self._cleanups.append(callback)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -146,3 +151,8 @@ class ProcessGroup:
             raise InfrastructureError(
                 "teardown failed: " + "; ".join(f"{type(e).__name__}: {e}" for e in errors)
             ) from errors[0]
+
+
+def _finished(callback: Callable[[], None]) -> bool:
+    """The callback's object says there is nothing left to clean up."""
+    return getattr(getattr(callback, "__self__", None), "finished", False) is True

@@ -93,7 +93,7 @@ class _ForkingThread:
             return fn()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="replica-spawner", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name="replica-forking-thread", daemon=True)
                 self._thread.start()
         future: Future[object] = Future()
         self._queue.put((fn, future))
