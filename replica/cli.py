@@ -114,12 +114,10 @@ def open_driver(name: str, parallel: int | None = None, project: "Project | None
         name = "compose" if compose_available() and project is None else "local"
         progress(f"driver: {name} (auto)")
     kwargs = {"max_parallel_lanes": parallel} if parallel else {}
-    if name == "compose" and project is not None:
-        raise ConfigError("the compose driver does not run a project's backend yet: use --driver local")
     if name == "compose":
         from replica.drivers.compose import ComposeDriver
 
-        driver = ComposeDriver.start(progress=progress, **kwargs)
+        driver = ComposeDriver.start(progress=progress, project=project, **kwargs)
         try:
             yield driver
         finally:

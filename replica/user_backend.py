@@ -57,6 +57,12 @@ _IMPORT_FAILURE = re.compile(
 )
 
 
+def import_failure(log_tail: str) -> str | None:
+    """The line of a server's log that says its app cannot be imported, if there is one."""
+    found = _IMPORT_FAILURE.search(log_tail)
+    return found.group(0) if found else None
+
+
 def listen_on_loopback(backlog: int = 128) -> socket.socket:
     """A listening TCP socket on 127.0.0.1, on a port the kernel picks."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -202,9 +208,9 @@ class UserService:
         status = self.process.poll()
         tail = self.log_tail()
         how = f"was killed by signal {-status}" if status is not None and status < 0 else f"exited with status {status}"
-        failure = _IMPORT_FAILURE.search(tail) if self.service.app is not None else None
+        failure = import_failure(tail) if self.service.app is not None else None
         if failure is not None:
-            detail = f"{self.key}.app {self.service.app!r} cannot be imported from {self.service.path!r}: {failure.group(0)}"
+            detail = f"{self.key}.app {self.service.app!r} cannot be imported from {self.service.path!r}: {failure}"
         else:
             detail = f"{self.name} {how} at startup; last lines of its log:\n{tail or '(empty)'}"
         return StartOutcome(ready=False, detail=detail, exit_status=status, log_tail=tail, cannot_import=failure is not None)

@@ -32,7 +32,7 @@ NOTHING = {"containers": [], "networks": [], "volumes": []}
 @pytest.fixture(scope="module")
 def driver(images: dict[str, str]):
     project = new_project_name()
-    drv = ComposeDriver.start(project=project, max_parallel_lanes=2)
+    drv = ComposeDriver.start(name=project, max_parallel_lanes=2)
     try:
         yield drv
     finally:
@@ -55,7 +55,7 @@ async def _welcome(base_url: str, token: str) -> dict:
 
 def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
     assert driver.toxiproxy_url.startswith("http://127.0.0.1:")
-    out = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={driver.project}", "--format", "{{.Ports}}"], timeout=30)
+    out = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={driver.compose_project}", "--format", "{{.Ports}}"], timeout=30)
     for ports in out.stdout.split():
         for mapping in ports.split(","):
             if "->" in mapping:
@@ -179,7 +179,7 @@ def test_failed_start_leaves_nothing(images: dict[str, str], monkeypatch: pytest
     monkeypatch.setenv("POSTGRES_IMAGE", "staging-replica/does-not-exist:never")
     try:
         with pytest.raises(InfrastructureError, match="docker compose up"):
-            ComposeDriver.start(project=project, timeout=120)
+            ComposeDriver.start(name=project, timeout=120)
         assert project_resources(project) == NOTHING
     finally:
         sweep_project(project)

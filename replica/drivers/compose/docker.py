@@ -39,22 +39,26 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def docker(
-    args: Sequence[str], *, timeout: float = DOCKER_TIMEOUT_S, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    args: Sequence[str],
+    *,
+    timeout: float = DOCKER_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``docker ARGS``, bounded; on timeout or interrupt the command is stopped,
-    then the exception propagates."""
+    """Run ``docker ARGS`` (``stdin``: bytes it reads, e.g. a build context), bounded; on
+    timeout or interrupt the command is stopped, then the exception propagates."""
     proc = subprocess.Popen(
         ["docker", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         env=dict(env) if env is not None else None,
         cwd=cwd,
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out_bytes, err_bytes = proc.communicate(stdin, timeout=timeout)
     except BaseException:
         proc.terminate()
         try:
@@ -63,6 +67,7 @@ def docker(
             proc.kill()
             proc.wait()
         raise
+    out, err = (b.decode("utf-8", "replace") for b in (out_bytes, err_bytes))
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

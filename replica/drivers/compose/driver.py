@@ -11,6 +11,12 @@ the local driver's lanes. The host reaches a lane only through ports published o
 127.0.0.1: the lane's ``backend`` proxy (faults apply) and, for readiness, the
 backend's own port in the lanes container.
 
+A user's project (``replica.toml`` with ``[backend] image`` or ``build``) runs
+differently: a container of its image per run (:mod:`replica.drivers.compose.user_image`)
+on the stack's network, its dependencies the stack's PostgreSQL and Redis through
+the lane's proxies. A container per run costs a container start (about a second)
+where the built-in backend costs a fork; it is the user's own image, as deployed.
+
 Everything a driver created carries the label
 ``com.docker.compose.project=<project>`` and is removed by :meth:`close`:
 ``docker compose down --volumes --remove-orphans``, then a sweep by label. The
@@ -35,6 +41,7 @@ from typing import AsyncIterator, Callable
 
 import httpx
 
+from replica.drivers.compose.user_image import CONTAINER_PORT, ContainerBackend, project_image
 from replica.drivers.compose.agent import AGENT_PORT, BACKEND_PORT_BASE, MAX_SLOTS
 from replica.drivers.compose.docker import (
     compose_file,
@@ -47,6 +54,8 @@ from replica.drivers.compose.docker import (
 from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
 from replica.errors import ConfigError, InfrastructureError
 from replica.interrupts import deferred_signals
+from replica.project import Endpoint, Project
+from replica.user_backend import failpoint_env
 
 Progress = Callable[[str], None]
 
@@ -106,11 +115,24 @@ class ComposeDriver(LaneDriver):
     name = "compose"
 
     def __init__(
-        self, project: str, *, max_parallel_lanes: int = DEFAULT_COMPOSE_LANES, progress: Progress = lambda _m: None
+        self,
+        name: str,
+        *,
+        max_parallel_lanes: int = DEFAULT_COMPOSE_LANES,
+        progress: Progress = lambda _m: None,
+        project: Project | None = None,
     ) -> None:
+        """``name``: the compose project's; ``project``: the user's project whose backend the lanes run."""
         if not 1 <= max_parallel_lanes <= MAX_SLOTS:
             raise ConfigError(f"the compose driver runs 1 to {MAX_SLOTS} lanes at once (got {max_parallel_lanes})")
+        http = [dep.name for dep in (project.dependencies.values() if project else ()) if dep.kind == "http"]
+        if http:
+            raise project.error(  # type: ignore[union-attr]
+                f"dependencies.{http[0]}", "the compose driver runs postgres and redis dependencies only: use --driver local"
+            )
+        self.compose_project = name
         self.project = project
+        self.image = ""
         self.max_parallel_lanes = max_parallel_lanes
         self.progress = progress
         self.compose_file = compose_file()
@@ -128,12 +150,13 @@ class ComposeDriver(LaneDriver):
             "LANES_TOKEN": self.lanes_token,
             "LANES_SLOTS": str(max_parallel_lanes),
         }
-        self.dependency_urls = {
+        stack = {
             "postgres": f"postgresql://replica:{postgres_password}@postgres:5432/replica",
             "redis": f"redis://:{redis_password}@redis:6379/0",
             "auth": "http://auth:8081",
         }
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"{project}-"))
+        self.dependency_urls = {n: stack[d.kind] for n, d in project.dependencies.items()} if project else stack
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self._override = self._tmp / "lanes.yml"
         self._free_slots = list(range(max_parallel_lanes))
         self._published: dict[tuple[str, int], int] = {}
@@ -149,21 +172,25 @@ class ComposeDriver(LaneDriver):
         cls,
         progress: Progress = lambda _m: None,
         *,
-        project: str | None = None,
+        name: str | None = None,
+        project: Project | None = None,
         max_parallel_lanes: int = DEFAULT_COMPOSE_LANES,
         timeout: float = DEFAULT_UP_TIMEOUT_S,
     ) -> "ComposeDriver":
         """Bring the stack up (healthy) or raise :class:`InfrastructureError`; after a
-        failed or interrupted start nothing of the project is left."""
+        failed or interrupted start nothing of the compose project is left. A user's
+        ``project`` gets its image first (built, or checked present)."""
         problem = compose_problem()
         if problem:
             raise InfrastructureError(f"the compose driver cannot run: {problem}")
-        if project is None:
+        if name is None:
             # A fresh name per run: never the name of a stack someone started by hand.
             prefix = os.environ.get("REPLICA_COMPOSE_PROJECT_PREFIX") or "staging-replica"
-            project = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        driver = cls(project, max_parallel_lanes=max_parallel_lanes, progress=progress)
+            name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        driver = cls(name, max_parallel_lanes=max_parallel_lanes, progress=progress, project=project)
         try:
+            if project is not None:
+                driver.image = project_image(project, driver.images_env, progress)
             driver._up(timeout)
         except BaseException:
             driver.close()
@@ -172,13 +199,13 @@ class ComposeDriver(LaneDriver):
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "REPLICA_COMPOSE_PROJECT": self.project, **self._secrets}
+        return {**os.environ, "REPLICA_COMPOSE_PROJECT": self.compose_project, **self._secrets}
 
     def _compose_args(self) -> list[str]:
         return [
             "compose",
             "--project-name",
-            self.project,
+            self.compose_project,
             "--project-directory",
             str(self.compose_file.parent),
             "-f",
@@ -195,7 +222,7 @@ class ComposeDriver(LaneDriver):
         toxiproxy = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in slots)
         lanes = "\n".join(f'      - "127.0.0.1::{port}"' for port in (AGENT_PORT, *(BACKEND_PORT_BASE + s for s in slots)))
         self._override.write_text(
-            f"# lane slots of the compose driver (project {self.project})\n"
+            f"# lane slots of the compose driver (project {self.compose_project})\n"
             f"services:\n"
             f"  toxiproxy:\n    ports:\n{toxiproxy}\n"
             f"  lanes:\n    ports:\n{lanes}\n"
@@ -204,7 +231,7 @@ class ComposeDriver(LaneDriver):
 
     def _up(self, timeout: float) -> None:
         self._write_override()
-        self.progress(f"starting the compose stack (project {self.project})")
+        self.progress(f"starting the compose stack (project {self.compose_project})")
         started = time.monotonic()
         try:
             out = docker(
@@ -261,7 +288,7 @@ class ComposeDriver(LaneDriver):
             except subprocess.TimeoutExpired:
                 pass
             finally:
-                sweep_project(self.project)
+                sweep_project(self.compose_project)
                 shutil.rmtree(self._tmp, ignore_errors=True)
         if received:
             raise KeyboardInterrupt(f"received signal {received[0]} during teardown")
@@ -297,6 +324,10 @@ class ComposeDriver(LaneDriver):
         return f"toxiproxy:{port}"
 
     async def place_backend(self, slot: int) -> BackendPlace:
+        if self.project is not None:
+            # A container of its own, reached by name on the stack's network; its health port is known once it runs.
+            container = f"{self.compose_project}-backend-{uuid.uuid4().hex[:8]}"
+            return BackendPlace(upstream=f"{container}:{CONTAINER_PORT}", health_url="", listener=container)
         port = BACKEND_PORT_BASE + slot
         return BackendPlace(
             upstream=f"lanes:{port}", health_url=f"http://127.0.0.1:{self._published[('lanes', port)]}", listener=slot
@@ -315,6 +346,20 @@ class ComposeDriver(LaneDriver):
             await http.aclose()
             raise InfrastructureError(f"the lanes container could not start a backend: {response.text}")
         return AgentBackend(http, name)
+
+    async def start_project_backend(
+        self, project: Project, failpoints: str, endpoints: dict[str, Endpoint], place: BackendPlace, name: str
+    ) -> ContainerBackend:
+        return await ContainerBackend.start(
+            name=place.listener,
+            image=self.image,
+            network=f"{self.compose_project}_default",
+            compose_project=self.compose_project,
+            project=project,
+            endpoints=endpoints,
+            secret=self.jwt_secret,
+            extra_env=failpoint_env(project, failpoints),
+        )
 
 
 __all__ = ["ComposeDriver", "AgentBackend"]
