@@ -157,6 +157,17 @@ def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list
     return run_async(run_jobs(driver, jobs, on_result=show))
 
 
+def write_run_reports(results: list[RunResult], junit_path: Path | None, html_path: Path | None, command: str) -> None:
+    """The JUnit and HTML reports a command was asked for."""
+    from replica.html_report import html_page
+    from replica.junit import results_junit
+
+    if junit_path:
+        report.write_text(junit_path, results_junit(results, suite=f"replica {command}"))
+    if html_path:
+        report.write_text(html_path, html_page(results, title=f"staging-replica: {command}"))
+
+
 # ----------------------------------------------------------------------------- reproduce
 
 
@@ -165,6 +176,8 @@ def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list
 def reproduce(
     code: str = typer.Argument(..., help="the close code to reproduce: 1011"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
+    junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
     repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix expected to cure it, for the success criteria"),
@@ -172,7 +185,8 @@ def reproduce(
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
     if code != "1011":
         raise ConfigError(f"only 1011 can be reproduced so far (got {code!r})")
-    report.check_writable(json_path)
+    for path in (json_path, junit_path, html_path):
+        report.check_writable(path)
     catalog = Catalog.load()
     runs, causes = reproduce_runs(catalog)
     jobs = reproduce_jobs(runs, repeat)
@@ -211,6 +225,7 @@ def reproduce(
     if json_path:
         met = {handler: [c.model_dump() for c in found] for handler, found in criteria.items()}
         report.write_json(json_path, results, command="reproduce 1011", reproduced=seed is not None, criteria=met)
+    write_run_reports(results, junit_path, html_path, "reproduce 1011")
     failed = sum(r.verdict == "fail" for r in results)
     out.print(f"{len(results) - failed} passed, {failed} failed ({driver_name} driver)")
     raise typer.Exit(0 if seed and not failed else 1)
@@ -244,13 +259,16 @@ def scenarios_run(
     repeat: int = typer.Option(1, min=1, help="run each this many times"),
     handler: Optional[str] = typer.Option(None, help="a variant or module:function to run instead of the scenario's"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs as JSON to this file"),
+    junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
     expect: Optional[Path] = typer.Option(None, "--expect", help="with a project: the expectation file (default: replica-expect.yaml next to it)"),
 ) -> None:
     """Run scenarios and compare each fingerprint with its expectation (a project's runs without one are observed)."""
-    report.check_writable(json_path)
+    for path in (json_path, junit_path, html_path):
+        report.check_writable(path)
     if all_ == bool(names):
         raise ConfigError("name scenarios or pass --all (not both)")
     project = project_option(config)
@@ -275,6 +293,7 @@ def scenarios_run(
     report.print_failures(err, results)
     if json_path:
         report.write_json(json_path, results)
+    write_run_reports(results, junit_path, html_path, "scenarios run")
     counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in ("pass", "fail", "observed")}
     observed = f", {counts['observed']} observed (no expectation: `replica scenarios freeze` writes them)" if counts["observed"] else ""
     out.print(f"{counts['pass']} passed, {counts['fail']} failed{observed}")
@@ -370,6 +389,7 @@ def diagnose(
     url: Optional[str] = typer.Option(None, help="probe this URL first (and follow up when causes tie)"),
     token: Optional[str] = typer.Option(None, envvar="REPLICA_TOKEN", help="JWT for --url"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the ranking as JSON to this file"),
+    junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the diagnosis as JUnit XML to this file (for CI)"),
     repeat: int = typer.Option(5, min=2, help="runs per cause; their spread sets each cause's timing range"),
     refresh: bool = typer.Option(False, help="run the causes again even when cached"),
     follow_up_wait: float = typer.Option(10.0, min=0, max=600, help="with --url: seconds to wait for /health/ready before probing again"),
@@ -383,7 +403,8 @@ def diagnose(
         raise ConfigError("give --observed FILE or --url URL (exactly one)")
     if driver not in DRIVERS:
         raise ConfigError(f"unknown driver {driver!r} (choose from {', '.join(DRIVERS)})")
-    report.check_writable(json_path)
+    for path in (json_path, junit_path):
+        report.check_writable(path)
     if observed_path is not None:
         observed = read_observed(observed_path)
         source = str(observed_path)
@@ -437,6 +458,10 @@ def diagnose(
             "tells_apart": apart,
         }
         report.write_text(json_path, json.dumps(document, indent=2) + "\n")
+    if junit_path:
+        from replica.junit import diagnosis_junit
+
+        report.write_text(junit_path, diagnosis_junit(observed.summary(), ranked))
     raise typer.Exit(0 if explaining else 1)
 
 

@@ -212,6 +212,7 @@ def json_report(results: Iterable[RunResult], **extra: object) -> dict:
                 "flows": r.observation.flows.model_dump() if r.observation.flows else None,
                 "evidence": r.evidence.model_dump(mode="json"),
                 "follow_up": r.follow_up.model_dump(mode="json") if r.follow_up else None,
+                "faults": r.faults,
                 "timeline": [e.model_dump() for e in r.observation.timeline],
             }
         )

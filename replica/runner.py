@@ -61,6 +61,8 @@ class RunResult(BaseModel):
     evidence: Evidence = Evidence()
     follow_up: FollowUp | None = None
     backend_log: str = ""
+    #: The faults the scenario applied: (hop, what).
+    faults: list[tuple[str, str]] = []
 
 
 def probe_options(run: ScenarioRun, *, e2e_flows: bool = False) -> ProbeOptions:
@@ -164,6 +166,7 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
         evidence=evidence,
         follow_up=second,
         backend_log=log if mismatches or not outcome.ready else "",
+        faults=scenario.faults(),
     )
 
 

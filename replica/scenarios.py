@@ -145,6 +145,20 @@ class Scenario(BaseModel):
     expect: Expectation | None = Field(description="None: no expectation; the run is observed, not judged")
     fixes: dict[str, Expectation] = Field(default_factory=dict)
 
+    def faults(self) -> list[tuple[str, str]]:
+        """The faults applied, as (hop, what): ``("postgres", "latency latency=100 downstream")``;
+        the backend's own failpoints and defects are on hop ``backend``."""
+        found = []
+        for t in self.toxics:
+            attrs = " ".join(f"{k}={v}" for k, v in t.attributes.items())
+            extra = (" " + t.when.replace("_", " ") if t.when != "before_start" else "") + (" until ready" if t.until else "")
+            found.append((t.hop, " ".join(filter(None, (t.type, attrs, t.stream))) + extra))
+        found += [(d.hop, "down" + (" after ready" if d.when == "after_ready" else "")) for d in self.down]
+        if self.backend.failpoints:
+            found.append(("backend", f"failpoints {self.backend.failpoints}"))
+        found += [("backend", f"defect {d}") for d in self.backend.defects]
+        return found
+
     def model_post_init(self, _context: object) -> None:
         unknown = sorted(set(self.fixes) - set(BUILTIN_HANDLERS))
         if unknown:
