@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local staging replica with fault injection.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="The scenario catalog.")
 proxy_app = typer.Typer(no_args_is_help=True, help="The Toxiproxy-compatible fault proxy.")
+report_app = typer.Typer(no_args_is_help=True, help="Reports of runs.")
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(proxy_app, name="proxy")
+app.add_typer(report_app, name="report")
 
 # Piped output (CI logs, files) gets room for the tables (a cause × seven fixes) instead of Rich's 80 columns.
 PIPED_WIDTH = 200
@@ -265,8 +267,12 @@ def scenarios_run(
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
     expect: Optional[Path] = typer.Option(None, "--expect", help="with a project: the expectation file (default: replica-expect.yaml next to it)"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: run only the K-th of N stable parts of the runs (merge the reports with `replica report merge`)"),
 ) -> None:
     """Run scenarios and compare each fingerprint with its expectation (a project's runs without one are observed)."""
+    from replica.shard import parse_shard, plan, shard_jobs
+
+    part = parse_shard(shard) if shard is not None else None
     for path in (json_path, junit_path, html_path):
         report.check_writable(path)
     if all_ == bool(names):
@@ -287,12 +293,29 @@ def scenarios_run(
             raise ConfigError("--handler applies to the built-in backend: a project runs its own code")
         runs = project_runs(project, expect)
         runs = runs if all_ else select_runs(runs, list(names or []))
-    with open_driver(driver, parallel, project) as chosen:
-        results = run_scenarios(chosen, repeated(runs, repeat))
+    jobs = repeated(runs, repeat)
+    mine = shard_jobs(jobs, part) if part else jobs
+    if part:
+        progress(f"shard {part}: {len(mine)} of {len(jobs)} runs")
+    results: list[RunResult] = []
+    if mine:  # a shard can be empty when N exceeds the runs
+        with open_driver(driver, parallel, project) as chosen:
+            results = run_scenarios(chosen, mine)
+    summarize(results, json_path, junit_path, html_path, plan=plan(jobs, part))
+
+
+def summarize(
+    results: list[RunResult],
+    json_path: Path | None,
+    junit_path: Path | None = None,
+    html_path: Path | None = None,
+    **extra: object,
+) -> None:
+    """The runs' table, their failures, the JSON report and the counts; exits 1 if any run failed."""
     out.print(report.results_table(results))
     report.print_failures(err, results)
     if json_path:
-        report.write_json(json_path, results)
+        report.write_json(json_path, results, **extra)
     write_run_reports(results, junit_path, html_path, "scenarios run")
     counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in ("pass", "fail", "observed")}
     observed = f", {counts['observed']} observed (no expectation: `replica scenarios freeze` writes them)" if counts["observed"] else ""
@@ -330,6 +353,24 @@ def scenarios_freeze(
     else:
         report.write_text(out_path, text)
         progress(f"wrote {out_path}")
+
+
+@report_app.command("merge")
+@cli_errors
+def report_merge(
+    reports: list[Path] = typer.Argument(..., help="the JSON reports of every shard (scenarios run --shard K/N --json ...)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the merged report to this file"),
+    junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
+) -> None:
+    """Merge the shards' JSON reports into one and print the summary of the whole run."""
+    from replica.report_merge import load_report, merge_reports, result_from_entry
+
+    for path in (json_path, junit_path, html_path):
+        report.check_writable(path)
+    merged = merge_reports([(str(path), load_report(path)) for path in reports])
+    results = [result_from_entry(entry) for entry in merged["scenarios"]]
+    summarize(results, json_path, junit_path, html_path, plan=merged["plan"], merged_from=merged["merged_from"])
 
 
 # ----------------------------------------------------------------------------- diagnose
