@@ -19,6 +19,7 @@ $LANES_TOKEN``, a secret the driver generates per stack):
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -30,6 +31,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from replica.drivers.local.forkserver import ForkedProcess, ForkServer
+
+logger = logging.getLogger("replica.lanes-agent")
 
 BACKEND_MAIN = "replica.backend.__main__:main"
 AGENT_PORT = 8400
@@ -91,16 +94,23 @@ def agent_app(token: str, slots: int) -> FastAPI:
         if request.name in backends or any(slot == request.slot for slot, _ in backends.values()):
             raise HTTPException(409, f"backend {request.name!r} or slot {request.slot} is in use")
         if request.slot in stopping:
-            await stopping.pop(request.slot)
+            try:
+                await stopping.pop(request.slot)
+            except Exception:  # the slot's last backend is gone either way; say why it did not stop cleanly
+                logger.exception("stopping the last backend of slot %s failed", request.slot)
         try:
             listener = bind_slot(request.slot)
         except OSError as exc:
             raise HTTPException(409, f"slot {request.slot} cannot be bound: {exc.strerror}") from exc
         with listener:
-            process = forks.start(
-                BACKEND_MAIN, {**base_env, **request.env}, LOG_DIR / f"{request.name}.log", request.name,
-                listener=listener, fd_env="REPLICA_FD",
-            )
+            try:
+                process = forks.start(
+                    BACKEND_MAIN, {**base_env, **request.env}, LOG_DIR / f"{request.name}.log", request.name,
+                    listener=listener, fd_env="REPLICA_FD",
+                )
+            except Exception as exc:
+                logger.exception("forking backend %s failed", request.name)
+                raise HTTPException(503, f"forking the backend failed: {type(exc).__name__}: {exc}") from exc
         backends[request.name] = (request.slot, process)
         return {"name": request.name}
 

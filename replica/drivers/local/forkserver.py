@@ -111,6 +111,12 @@ def _kill(pid: int) -> None:
         pass
 
 
+#: multiprocessing's table of children: ``Process.start()`` walks it and polls each
+#: child's ``_popen``, which ``Process.close()`` (in a stopping thread) sets to None —
+#: an AttributeError out of an unrelated start. Starts and closes take turns.
+_PROCESS_TABLE = threading.Lock()
+
+
 class ForkedProcess:
     """One server forked from the fork server; a :class:`~replica.drivers.lanes.RunningBackend`.
 
@@ -173,7 +179,8 @@ class ForkedProcess:
             with self._state:
                 self._exitcode = process.exitcode
                 self._process = None
-            process.close()
+            with _PROCESS_TABLE:
+                process.close()
             return self._exitcode
 
     # -- RunningBackend --------------------------------------------------------------
@@ -238,6 +245,6 @@ class ForkServer:
         process = self._ctx.Process(
             target=_child, args=(main, dict(env), str(log_path), listener, fd_env), name=name, daemon=True
         )
-        with _main_module_hidden():
+        with _main_module_hidden(), _PROCESS_TABLE:
             process.start()
         return ForkedProcess(process, name, log_path)
