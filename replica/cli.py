@@ -59,7 +59,6 @@ PIPED_WIDTH = 200
 out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
-DRIVERS = ("local", "compose", "auto")
 CONFIG_HELP = "a project file (replica.toml; default: the one in the current directory): run its backend"
 T = TypeVar("T")
 
@@ -107,11 +106,18 @@ def project_option(config: Path | None) -> "Project | None":
     return find_project(config, Path.cwd())
 
 
+DRIVERS = ("local", "compose", "auto")
+
+
+def check_driver(name: str) -> None:
+    if name not in DRIVERS:
+        raise ConfigError(f"unknown driver {name!r} (choose from {', '.join(DRIVERS)})")
+
+
 @contextlib.contextmanager
 def open_driver(name: str, parallel: int | None = None, project: "Project | None" = None) -> Iterator[Driver]:
     """The chosen driver, on a running stack of the same backend when there is one, else on a new one."""
-    if name not in DRIVERS:
-        raise ConfigError(f"unknown driver {name!r} (choose from {', '.join(DRIVERS)})")
+    check_driver(name)
     if name == "auto":
         name = "compose" if compose_available() and project is None else "local"
         progress(f"driver: {name} (auto)")
@@ -442,8 +448,7 @@ def diagnose(
 
     if (observed_path is None) == (url is None):
         raise ConfigError("give --observed FILE or --url URL (exactly one)")
-    if driver not in DRIVERS:
-        raise ConfigError(f"unknown driver {driver!r} (choose from {', '.join(DRIVERS)})")
+    check_driver(driver)
     for path in (json_path, junit_path):
         report.check_writable(path)
     if observed_path is not None:
