@@ -226,7 +226,10 @@ def _unprivileged_python(account: pwd.struct_passwd) -> str:
 
 def _postgres_socket_dir(owner_pid: int) -> str:
     for pid in descendants(owner_pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # a short-lived descendant (a probe, a lane's backend) already gone
+            continue
         for arg in argv:
             if arg.startswith(b"unix_socket_directories="):
                 return arg.split(b"=", 1)[1].decode()

@@ -24,7 +24,11 @@ class History:
     async def connect(cls, url: str, timeout_s: float) -> "History":
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4, timeout=timeout_s, command_timeout=timeout_s)
         try:
-            await pool.execute(SCHEMA)
+            async with pool.acquire() as connection, connection.transaction():
+                # Backends starting side by side against one database: CREATE TABLE IF NOT EXISTS
+                # alone races on the catalog (UniqueViolation), so creators take turns.
+                await connection.execute("SELECT pg_advisory_xact_lock(hashtext('chat_messages schema'))")
+                await connection.execute(SCHEMA)
         except BaseException:
             await pool.close()
             raise
