@@ -88,7 +88,7 @@ class Expectation(BaseModel):
         return found
 
     def describe(self) -> str:
-        """Compact, e.g. ``accepted, no welcome, 1011 "Internal error" <= 200 ms``."""
+        """Compact, e.g. ``accepted, no welcome, 1011 "Internal error" <= 400 ms``."""
         parts: list[str] = []
         if self.handshake is not None:
             parts.append(self.handshake)
