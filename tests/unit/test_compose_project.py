@@ -56,6 +56,18 @@ def test_the_build_context_is_the_directory_without_caches_plus_the_ca_bundle(tm
         assert "ca-bundle.crt" not in tar.getnames()
 
 
+def test_the_build_context_leaves_out_what_dockerignore_names_as_docker_does(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / ".dockerignore").write_text("# local only\nsecrets/\n*.log\n!keep.log\n**/node_modules\nDockerfile\n")
+    for name in ("secrets/key.pem", "debug.log", "keep.log", "web/node_modules/x.js", "web/app.js", "app/main.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    with tarfile.open(fileobj=io.BytesIO(build_context(tmp_path, None))) as tar:
+        files = {Path(info.name).as_posix() for info in tar.getmembers() if info.isfile()}
+    # The Dockerfile is sent even when ignored, as `docker build` sends it.
+    assert files == {"Dockerfile", ".dockerignore", "keep.log", "web/app.js", "app/main.py"}
+
+
 def test_an_app_is_served_on_the_container_port_and_a_command_runs_rendered(tmp_path):
     app = project(tmp_path, 'app = "chat.main:app"\nbuild = "."')
     assert container_command(app.backend, values()) == [

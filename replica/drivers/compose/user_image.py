@@ -1,7 +1,8 @@
 """A project's backend under the compose driver: its image, and a container of it per run.
 
 The image is the project's ``[backend] image`` (it must be present: no registry is
-asked), or built from ``[backend] build = "DIR"`` (a Dockerfile there). A build gets
+asked), or built from ``[backend] build = "DIR"`` (a Dockerfile there; the context is
+what ``docker build DIR`` would send, its ``.dockerignore`` applied). A build gets
 the stack's images as build arguments (``PYTHON_IMAGE``, ``REPLICA_IMAGE`` from
 ``.replica/images.env``) and, when ``docker/ca-bundle.crt`` exists, that bundle as
 ``ca-bundle.crt`` at the root of its context (what pip trusts behind a TLS-inspecting
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import subprocess
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -55,14 +54,22 @@ def image_tag(project: Project) -> str:
     return f"staging-replica/project-{directory.name.lower() or 'root'}:{digest}"
 
 
+def ignore_patterns(directory: Path) -> list[str]:
+    """The directory's ``.dockerignore`` patterns (what ``docker build DIR`` leaves out), plus caches and VCS."""
+    ignore_file = directory / ".dockerignore"
+    lines = ignore_file.read_text().splitlines() if ignore_file.is_file() else []
+    patterns = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [f"**/{name}" for name in sorted(SKIPPED_IN_CONTEXT)] + patterns
+
+
 def build_context(directory: Path, ca: Path | None) -> bytes:
-    """``directory`` as a tar build context (caches and VCS left out), plus ``ca`` as ``ca-bundle.crt``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        tar.add(directory, arcname=".", filter=lambda info: None if Path(info.name).name in SKIPPED_IN_CONTEXT else info)
-        if ca is not None:
-            tar.add(ca, arcname="ca-bundle.crt")
-    return buffer.getvalue()
+    """``directory`` as a tar build context as ``docker build DIR`` would send it, plus ``ca`` as ``ca-bundle.crt``."""
+    from docker.utils.build import create_archive, exclude_paths  # the .dockerignore rules, as Docker applies them
+
+    included = sorted(exclude_paths(str(directory), ignore_patterns(directory)))
+    extra = [("ca-bundle.crt", ca.read_text())] if ca is not None else []
+    with create_archive(str(directory), files=included, extra_files=extra) as archive:
+        return archive.read()
 
 
 def project_image(project: Project, images_env: Path, progress=lambda _m: None) -> str:
@@ -210,4 +217,4 @@ class ContainerBackend:
         return BackendOutcome(False, detail, refused_settings=failure is not None, exit_status=exited[0])
 
 
-__all__ = ["CONTAINER_PORT", "ContainerBackend", "build_context", "container_command", "image_tag", "project_image"]
+__all__ = ["CONTAINER_PORT", "ContainerBackend", "build_context", "container_command", "ignore_patterns", "image_tag", "project_image"]
