@@ -119,7 +119,7 @@ def open_driver(name: str, parallel: int | None = None, project: "Project | None
     """The chosen driver, on a running stack of the same backend when there is one, else on a new one."""
     check_driver(name)
     if name == "auto":
-        name = "compose" if compose_available() and project is None else "local"
+        name = "compose" if compose_available() and (project is None or project.compose_refusal() is None) else "local"
         progress(f"driver: {name} (auto)")
     kwargs = {"max_parallel_lanes": parallel} if parallel else {}
     if name == "compose":

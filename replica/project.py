@@ -233,6 +233,19 @@ class Project:
     def error(self, key: str, problem: str) -> ProjectError:
         return ProjectError(f"{self.file}: {key}: {problem}")
 
+    def compose_refusal(self) -> ProjectError | None:
+        """Why the compose driver cannot run this project (it runs images and postgres/redis only), or None."""
+        http = [name for name, dep in self.dependencies.items() if dep.kind == "http"]
+        if http:
+            return self.error(
+                f"dependencies.{http[0]}", "the compose driver runs postgres and redis dependencies only: use --driver local"
+            )
+        if self.backend.image is None and self.backend.build is None:
+            return self.error(
+                "backend", 'the compose driver runs the backend from an image: add image = "..." or build = "DIR" (a Dockerfile)'
+            )
+        return None
+
     def check_failpoints(self, spec: str, *, source: str = "--failpoints") -> str:
         """``spec`` if it parses and arms only the points ``[backend] failpoints`` declares."""
         try:

@@ -214,3 +214,16 @@ def test_a_failpoint_spec_may_arm_only_declared_points(tmp_path):
     assert "(declared: startup.cache, ws.publish)" in message and f"declared in {project.file}: backend.failpoints" in message
     with pytest.raises(ProjectError, match="ws.publish=explode"):
         project.check_failpoints("ws.publish=explode")
+
+
+def test_the_compose_driver_refuses_http_dependencies_and_a_backend_without_an_image(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    http = load_project(write(tmp_path, FULL.replace('path = "."', 'path = "."\nbuild = "."')))
+    assert str(http.compose_refusal()) == (
+        f"{tmp_path / 'replica.toml'}: dependencies.auth: the compose driver runs postgres and redis dependencies only: "
+        "use --driver local"
+    )
+    no_image = load_project(write(tmp_path, '[backend]\napp = "chat.main:app"\n[dependencies.postgres]\n'))
+    assert "backend: the compose driver runs the backend from an image" in str(no_image.compose_refusal())
+    built = load_project(write(tmp_path, '[backend]\napp = "chat.main:app"\nbuild = "."\n[dependencies.postgres]\n'))
+    assert built.compose_refusal() is None

@@ -125,11 +125,9 @@ class ComposeDriver(LaneDriver):
         """``name``: the compose project's; ``project``: the user's project whose backend the lanes run."""
         if not 1 <= max_parallel_lanes <= MAX_SLOTS:
             raise ConfigError(f"the compose driver runs 1 to {MAX_SLOTS} lanes at once (got {max_parallel_lanes})")
-        http = [dep.name for dep in (project.dependencies.values() if project else ()) if dep.kind == "http"]
-        if http:
-            raise project.error(  # type: ignore[union-attr]
-                f"dependencies.{http[0]}", "the compose driver runs postgres and redis dependencies only: use --driver local"
-            )
+        refusal = project.compose_refusal() if project is not None else None
+        if refusal is not None:
+            raise refusal
         self.compose_project = name
         self.project = project
         self.image = ""

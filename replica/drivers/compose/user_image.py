@@ -79,10 +79,9 @@ def project_image(project: Project, images_env: Path, progress=lambda _m: None) 
         if docker(["image", "inspect", backend.image], timeout=30).returncode != 0:
             raise project.error("backend.image", f"image {backend.image!r} is not present: build or pull it first")
         return backend.image
-    if backend.build is None:
-        raise project.error(
-            "backend", 'the compose driver runs the backend from an image: add image = "..." or build = "DIR" (a Dockerfile)'
-        )
+    refusal = project.compose_refusal()
+    if refusal is not None:
+        raise refusal
     tag = image_tag(project)
     stack = read_env_file(images_env)
     args = [f"--build-arg={key}={stack[key]}" for key in ("PYTHON_IMAGE", "REPLICA_IMAGE") if stack.get(key)]
