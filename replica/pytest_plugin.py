@@ -88,6 +88,17 @@ def marked_scenario(marker: pytest.Mark) -> MarkedScenario:
     return MarkedScenario(marker.args[0], marker.kwargs.get("handler"), str(config) if config is not None else None, expect)
 
 
+def inside_event_loop() -> bool:
+    """Whether the caller runs inside an event loop (an async test), where ``asyncio.run`` is refused."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 @dataclass
 class ReplicaStack:
     """The session's stacks, one per project (None: the built-in backend), each started on first use."""
@@ -119,6 +130,9 @@ class ReplicaStack:
 
     def run(self, scenario: str, handler: str | None = None, config: str | Path | None = None) -> "RunResult":
         """One run of ``scenario`` (``scenario@variant`` too) with ``handler``, judged against the catalog."""
+        import asyncio
+        import concurrent.futures
+
         from replica.errors import ConfigError
         from replica.generic_catalog import project_runs, select_runs
         from replica.interrupts import run_interruptible
@@ -133,7 +147,12 @@ class ReplicaStack:
             raise ConfigError(f"handler={handler!r} applies to the built-in backend: project {project.file} runs its own code")
         else:
             [run] = select_runs(project_runs(project), [scenario])
-        return run_interruptible(run_one(self.driver(config), Job(run)))
+        job = run_one(self.driver(config), Job(run))
+        if not inside_event_loop():
+            return run_interruptible(job)
+        # An async test: the run gets an event loop of its own on a worker thread while the test's waits.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replica-run") as worker:
+            return worker.submit(asyncio.run, job).result()
 
     def close(self) -> None:
         self._exit.close()

@@ -27,6 +27,21 @@ def test_a_misspelt_expectation():
     """An unknown fingerprint field is an error naming the known ones."""
 '''
 
+INSIDE_AN_EVENT_LOOP = '''
+
+def test_replica_run_from_inside_an_event_loop(replica_run):
+    """An async test may call replica_run too (here the loop is asyncio.run's)."""
+    import asyncio
+
+    async def inside():
+        return replica_run("seed-1011")
+
+    result = asyncio.run(inside())
+    assert result.verdict == "pass", result.mismatches
+    assert result.observed.close_code == 1011
+'''
+
+
 
 def readme_example() -> str:
     readme = (REPO / "README.md").read_text()
@@ -38,7 +53,7 @@ def test_a_project_outside_the_repo_runs_its_regression_tests_on_the_replica(tmp
     project = tmp_path / "project"
     (project / "tests").mkdir(parents=True)
     (project / "pytest.ini").write_text("[pytest]\n")
-    (project / "tests" / "test_ws_regressions.py").write_text(readme_example() + FAILING)
+    (project / "tests" / "test_ws_regressions.py").write_text(readme_example() + FAILING + INSIDE_AN_EVENT_LOOP)
     # Its own temp root, traversable by the database's unprivileged user (tmp_path is private to this user).
     scratch = Path(tempfile.mkdtemp(prefix="replica-plugin-test-"))
     scratch.chmod(0o711)
@@ -53,9 +68,10 @@ def test_a_project_outside_the_repo_runs_its_regression_tests_on_the_replica(tmp
         shutil.rmtree(scratch, ignore_errors=True)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert "1 failed, 3 passed, 1 error" in out, out
+    assert "1 failed, 4 passed, 1 error" in out, out
     for name in ("test_the_auth_log_line_no_longer_closes_1011", "test_a_missing_supervisor_is_refused_before_accept",
-                 "test_the_incident_handler_still_shows_the_staging_fingerprint"):
+                 "test_the_incident_handler_still_shows_the_staging_fingerprint",
+                 "test_replica_run_from_inside_an_event_loop"):
         assert f"PASSED tests/test_ws_regressions.py::{name}" in out
     # The mismatch in values, and the server's evidence under it.
     assert "FAILED tests/test_ws_regressions.py::test_a_regression_that_is_back" in out
