@@ -12,7 +12,7 @@ from html import escape
 from typing import Iterable
 
 from replica.junit import run_lines
-from replica.report import fix_columns, outcome_words
+from replica.report import fix_grid, outcome_words
 from replica.runner import RunResult
 
 LANES = ("client", "fault proxy", "backend", "dependencies")
@@ -117,17 +117,13 @@ def sequence_svg(r: RunResult) -> str:
 
 def fix_table(results: list[RunResult]) -> str:
     """Cause × handler: what the staging test sees, and whether the catalog expects it."""
-    cells = {(r.scenario, r.handler): r for r in results if r.repeat == 1}
-    causes = list(dict.fromkeys(r.scenario for r in results))
-    known = fix_columns()
-    handlers = list(dict.fromkeys(r.handler for r in results))
-    columns = [h for h in known if h in handlers] + [h for h in handlers if h not in known]
-    head = "".join(f"<th>{escape(h)}</th>" for h in columns)
+    grid = fix_grid(results)
+    head = "".join(f"<th>{escape(h)}</th>" for h in grid.handlers)
     rows = []
-    for cause in causes:
+    for cause in grid.causes:
         row = [f"<th>{escape(cause)}</th>"]
-        for handler in columns:
-            r = cells.get((cause, handler))
+        for handler in grid.handlers:
+            r = grid.cells.get((cause, handler))
             if r is None:
                 row.append('<td class="dim">-</td>')
                 continue

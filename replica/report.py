@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -111,19 +112,38 @@ def fix_columns() -> list[str]:
     return [v.name for v in VARIANTS]
 
 
+@dataclass(frozen=True)
+class FixGrid:
+    """The fix table's shape: causes (rows), handlers (columns), and the first run of each pair."""
+
+    causes: list[str]
+    handlers: list[str]
+    cells: dict[tuple[str, str], RunResult]
+
+
+def fix_grid(results: Iterable[RunResult], causes: list[str] | None = None) -> FixGrid:
+    """Cause × handler: the built-in variants in the registry's order, then any other handler
+    (a user's ``module:function``) in run order; only handlers that ran one of the causes."""
+    first = [r for r in results if r.repeat == 1]
+    rows = causes if causes is not None else list(dict.fromkeys(r.scenario for r in first))
+    used = list(dict.fromkeys(r.handler for r in first if r.scenario in rows))
+    known = fix_columns()
+    handlers = [h for h in known if h in used] + [h for h in used if h not in known]
+    return FixGrid(rows, handlers, {(r.scenario, r.handler): r for r in first})
+
+
 def fix_matrix(results: Iterable[RunResult], causes: list[str]) -> Table:
     """Cause × handler variant: what the staging test sees, and (a separate mark)
     whether that is what the catalog expects."""
-    cells = {(r.scenario, r.handler): r for r in results if r.repeat == 1}
-    columns = [v for v in fix_columns() if any((c, v) in cells for c in causes)]
+    grid = fix_grid(results, causes)
     table = Table(title="Which fix cures which cause (what the staging test sees)", title_justify="left")
     table.add_column("cause", no_wrap=True)
-    for v in columns:
-        table.add_column(v)
-    for cause in causes:
+    for handler in grid.handlers:
+        table.add_column(handler)
+    for cause in grid.causes:
         row: list[Text | str] = [cause]
-        for v in columns:
-            r = cells.get((cause, v))
+        for handler in grid.handlers:
+            r = grid.cells.get((cause, handler))
             if r is None:
                 row.append(Text("-"))
                 continue

@@ -118,3 +118,19 @@ def test_the_browser_check_sees_a_console_error_and_a_blocked_fetch(tmp_path):
     page = tmp_path / "bad.html"
     page.write_text(html_page(RUNS[:1]).replace("</body>", '<img src="http://192.0.2.1/x.png"></body>'))
     assert render(page, tmp_path / "profile").console
+
+
+def test_the_fix_grid_puts_the_built_in_variants_first_then_a_users_handler_and_only_handlers_that_ran():
+    from replica.report import fix_grid
+
+    runs = [
+        run("seed-1011@mine", "tests.fix:handler", SERVED, "observed", expected=None),
+        run("seed-1011@recommended", "recommended", SEED, "fail"),
+        run("seed-1011", "incident", SEED, "pass"),
+        run("slow-postgres@landed-fix", "landed-fix", SERVED, "pass"),
+    ]
+    grid = fix_grid(runs, ["seed-1011"])
+    assert grid.causes == ["seed-1011"]
+    assert grid.handlers == ["incident", "recommended", "tests.fix:handler"]
+    assert grid.cells[("seed-1011", "tests.fix:handler")].verdict == "observed"
+    assert fix_grid(runs).handlers == ["incident", "landed-fix", "recommended", "tests.fix:handler"]
