@@ -51,6 +51,15 @@ def redis_server(server_group: ProcessGroup) -> RedisServer:
     return start_redis(server_group)
 
 
+def proc_file(pid: int, name: str) -> bytes:
+    """``/proc/PID/NAME`` (cmdline, environ, ...); empty when the process is gone, as a
+    short-lived one (a connection's backend, a probe) may be by the time it is read."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` is a live process (zombies count as gone)."""
     try:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.integration.cli_support import REPO, cli_env, descendants, listening_ports_of, replica_argv, run_replica, wait_for_state
+from tests.servers_support import proc_file
 
 pytestmark = pytest.mark.slow
 
@@ -226,11 +227,7 @@ def _unprivileged_python(account: pwd.struct_passwd) -> str:
 
 def _postgres_socket_dir(owner_pid: int) -> str:
     for pid in descendants(owner_pid):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:  # a short-lived descendant (a probe, a lane's backend) already gone
-            continue
-        for arg in argv:
+        for arg in proc_file(pid, "cmdline").split(b"\0"):
             if arg.startswith(b"unix_socket_directories="):
                 return arg.split(b"=", 1)[1].decode()
     raise AssertionError("no postgres process found under replica up")

@@ -26,6 +26,7 @@ from replica.errors import InfrastructureError
 from tests.servers_support import (  # noqa: F401 - fixtures
     descendants,
     pid_alive,
+    proc_file,
     postgres_server,
     read_line,
     redis_server,
@@ -113,9 +114,10 @@ def test_postgres_socket_needs_the_password_too(postgres_server: PostgresServer)
 
 def test_postgres_password_is_not_in_argv_environment_or_files(postgres_server: PostgresServer) -> None:
     secret = postgres_server.password.encode()
+    assert pid_alive(postgres_server.process.pid)
     for pid in {postgres_server.process.pid} | descendants(postgres_server.process.pid):
-        assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        assert secret not in Path(f"/proc/{pid}/environ").read_bytes()
+        assert secret not in proc_file(pid, "cmdline")
+        assert secret not in proc_file(pid, "environ")
     logs = postgres_server.process.log_path.parent
     for path in [*postgres_server.data_dir.rglob("*"), *logs.rglob("*")]:
         if path.is_file():
