@@ -91,12 +91,38 @@ def scratch_dir(group: ProcessGroup, name: str, account: RunAs) -> Path:
     return private_dir(ram / f"{name}-{secrets.token_hex(3)}", account, within=within)
 
 
+def unsearchable_ancestor(path: Path, account: RunAs) -> Path | None:
+    """The first directory above ``path`` that ``account`` may not pass through (no
+    search permission for it as owner, group or other), or None."""
+    if account.user is None:
+        return None
+    for parent in path.resolve().parents:
+        mode = parent.stat()
+        if mode.st_uid == account.uid:
+            allowed = mode.st_mode & 0o100
+        elif mode.st_gid == account.gid:
+            allowed = mode.st_mode & 0o010
+        else:
+            allowed = mode.st_mode & 0o001
+        if not allowed:
+            return parent
+    return None
+
+
 def private_dir(path: Path, account: RunAs, *, within: Path) -> Path:
     """Create ``path`` (mode 0700) owned by ``account``.
 
     Directories between ``within`` (the group's root-only temp dir) and ``path``
-    are made traversable (``o+x``, not listable) so the account can reach it.
+    are made traversable (``o+x``, not listable) so the account can reach it;
+    ``within`` itself must already be reachable by the account.
     """
+    blocked = unsearchable_ancestor(within, account)
+    if blocked is not None:
+        raise InfrastructureError(
+            f"the stack's servers run as {account.user!r}, which cannot reach {within}: {blocked} is not searchable "
+            f"by it (mode {blocked.stat().st_mode & 0o777:04o}). Point TMPDIR (and REPLICA_RAM_DIR) at a directory "
+            f"others can pass through, such as /tmp, or `chmod o+x {blocked}`."
+        )
     path.mkdir(parents=True, exist_ok=False, mode=0o700)
     if account.user is not None:
         os.chown(path, account.uid, account.gid)
