@@ -407,3 +407,41 @@ def test_a_stopped_fork_frees_its_pipes_and_its_place_in_the_group() -> None:
         assert stopped() is None, "the group still holds a stopped fork"
         assert not second.finished and second.poll() is None
     assert second.finished and second.poll() is not None  # a running fork was still stopped at teardown
+
+
+def test_closing_the_fork_server_lets_a_start_in_flight_finish_and_refuses_later_ones(capfd) -> None:
+    """A lane cancelled by Ctrl-C may leave a start running on a worker thread while the
+    stack closes the fork server: the start finishes or is refused, the fork server never
+    dies mid-request (printing a traceback) and is not launched again afterwards."""
+    import multiprocessing.forkserver
+
+    forks = ForkServer()
+    env = {**os.environ, "JWT_SECRET": "s" * 32}
+    with ProcessGroup() as group:
+        forks.warm()
+        outcomes: list[object] = []
+
+        def start() -> None:
+            try:
+                with bind_loopback() as listener:
+                    outcomes.append(forks.start(
+                        "replica.auth.__main__:main", env, group.path("logs", "racing.log"), "racing",
+                        listener=listener, fd_env="AUTH_FD",
+                    ))
+            except InfrastructureError as exc:
+                outcomes.append(exc)
+
+        racing = threading.Thread(target=start)
+        racing.start()
+        forks.close()
+        racing.join(timeout=60)
+        assert not racing.is_alive()
+        [outcome] = outcomes
+        if isinstance(outcome, InfrastructureError):
+            assert "fork server is stopped" in str(outcome)
+        else:
+            outcome.kill()  # it started before the close: the close waited for it
+        with bind_loopback() as listener, pytest.raises(InfrastructureError, match="fork server is stopped"):
+            forks.start("replica.auth.__main__:main", env, group.path("logs", "late.log"), "late", listener=listener, fd_env="AUTH_FD")
+    assert multiprocessing.forkserver._forkserver._forkserver_pid is None
+    assert "Traceback" not in capfd.readouterr().err

@@ -25,6 +25,7 @@ from replica.drivers.local.postgres import start_postgres
 from replica.drivers.local.redis import start_redis
 from replica.drivers.stack import StackInfo, new_secret
 from replica.errors import ConfigError
+from replica.interrupts import raise_if_interrupted
 from replica.polling import wait_for_http, wait_for_line
 from replica.project import Endpoint, Project
 from replica.user_backend import ProjectBackend, failpoint_env, start_ready, start_service, takes_socket
@@ -62,6 +63,7 @@ def start_local_stack(group: ProcessGroup, forks: ForkServer, progress: Progress
             listener=listener, fd_env="AUTH_FD",
         )
     group.add_cleanup(auth.kill)
+    raise_if_interrupted()  # a Ctrl-C held while the auth service was forked
     proxy_url = wait_for_line(proxy, r"toxiproxy listening on (http://\S+)", timeout=30).group(1)
     wait_for_http(f"{auth_url}/health", timeout=30, process=auth, what="the auth service")
     return StackInfo(

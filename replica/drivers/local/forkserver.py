@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from replica.drivers.local.process import tail_lines
+from replica.errors import InfrastructureError
+from replica.interrupts import held_interrupts
 
 #: Imported once by the fork server: everything a server needs, with its shared
 #: state warmed up.
@@ -115,6 +117,8 @@ def _kill(pid: int) -> None:
 #: child's ``_popen``, which ``Process.close()`` (in a stopping thread) sets to None —
 #: an AttributeError out of an unrelated start. Starts and closes take turns.
 _PROCESS_TABLE = threading.Lock()
+#: How long closing the fork server waits for a start in flight (a start takes milliseconds).
+START_GRACE_S = 10.0
 
 
 class ForkedProcess:
@@ -208,6 +212,7 @@ class ForkServer:
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
+        self._closed = False
 
     def warm(self) -> None:
         """Start the fork server now; it imports the servers in the background."""
@@ -217,16 +222,25 @@ class ForkServer:
         """Stop the fork server and its resource tracker, and wait for both.
 
         Uses CPython's own stop methods (present since 3.8; its test suite uses
-        them): left alone, both exit only after the harness has exited.
+        them): left alone, both exit only after the harness has exited. A start
+        still in flight on a worker thread (its lane was cancelled by Ctrl-C) is
+        let finish first: cut off between connecting and handing over its
+        descriptors, it would make the fork server die printing a traceback.
         """
-        server = multiprocessing.forkserver._forkserver
-        if getattr(server, "_forkserver_pid", None) is not None:
-            _kill(server._forkserver_pid)  # its forks die with it (PR_SET_PDEATHSIG)
-            server._stop()  # closes our end of its pipe and reaps it
-        tracker = multiprocessing.resource_tracker._resource_tracker
-        if getattr(tracker, "_pid", None) is not None:
-            _kill(tracker._pid)
-            tracker._stop()
+        in_flight_done = _PROCESS_TABLE.acquire(timeout=START_GRACE_S)
+        try:
+            self._closed = True
+            server = multiprocessing.forkserver._forkserver
+            if getattr(server, "_forkserver_pid", None) is not None:
+                _kill(server._forkserver_pid)  # its forks die with it (PR_SET_PDEATHSIG)
+                server._stop()  # closes our end of its pipe and reaps it
+            tracker = multiprocessing.resource_tracker._resource_tracker
+            if getattr(tracker, "_pid", None) is not None:
+                _kill(tracker._pid)
+                tracker._stop()
+        finally:
+            if in_flight_done:
+                _PROCESS_TABLE.release()
 
     async def start_async(
         self, main: str, env: Mapping[str, str], log_path: Path, name: str, *, listener: socket.socket, fd_env: str
@@ -245,6 +259,10 @@ class ForkServer:
         process = self._ctx.Process(
             target=_child, args=(main, dict(env), str(log_path), listener, fd_env), name=name, daemon=True
         )
-        with _main_module_hidden(), _PROCESS_TABLE:
+        # On the main thread a Ctrl-C waits until the fork is made (the caller raises it once it
+        # holds the fork): cut into multiprocessing's request, it would kill the fork server.
+        with _main_module_hidden(), _PROCESS_TABLE, held_interrupts():
+            if self._closed:  # a start that lost the race with close(): it must not launch a new fork server
+                raise InfrastructureError("the fork server is stopped: the stack is shutting down")
             process.start()
         return ForkedProcess(process, name, log_path)
