@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -444,4 +445,38 @@ def test_closing_the_fork_server_lets_a_start_in_flight_finish_and_refuses_later
         with bind_loopback() as listener, pytest.raises(InfrastructureError, match="fork server is stopped"):
             forks.start("replica.auth.__main__:main", env, group.path("logs", "late.log"), "late", listener=listener, fd_env="AUTH_FD")
     assert multiprocessing.forkserver._forkserver._forkserver_pid is None
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_start_whose_caller_is_cancelled_and_closes_its_listener_leaves_the_fork_server_working(capfd) -> None:
+    """Ctrl-C cancels a lane while its backend is being forked on a worker thread, and
+    the lane's teardown closes its listener at once: the fork server must not see that."""
+    import asyncio
+
+    forks = ForkServer()
+    env = {**os.environ, "JWT_SECRET": "s" * 32}
+    with ProcessGroup() as group:
+        group.add_cleanup(forks.close)
+        forks.warm()
+
+        async def cancelled_starts() -> None:
+            for index in range(20):
+                listener = bind_loopback()
+                starting = asyncio.ensure_future(forks.start_async(
+                    "replica.auth.__main__:main", env, group.path("logs", f"cancelled-{index}.log"), f"cancelled-{index}",
+                    listener=listener, fd_env="AUTH_FD",
+                ))
+                await asyncio.sleep(0)  # let it reach the worker thread, then give up on it
+                starting.cancel()
+                listener.close()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+
+        asyncio.run(cancelled_starts())
+        with bind_loopback() as listener:
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            after = forks.start("replica.auth.__main__:main", env, group.path("logs", "after.log"), "after",
+                                listener=listener, fd_env="AUTH_FD")
+        group.add_cleanup(after.kill)
+        wait_for_http(f"{url}/health", timeout=30, process=after, what="a fork after the cancelled ones")
     assert "Traceback" not in capfd.readouterr().err

@@ -247,8 +247,21 @@ class ForkServer:
     ) -> ForkedProcess:
         """:meth:`start` off the event loop: a start waits for the fork server to be
         scheduled, and a busy machine must not stall the loop's other lanes (their
-        probes time closes to the millisecond)."""
-        return await asyncio.to_thread(self.start, main, env, log_path, name, listener=listener, fd_env=fd_env)
+        probes time closes to the millisecond).
+
+        The thread works on its own copy of ``listener``: a caller cancelled by Ctrl-C
+        closes its listener at once while the start may still be handing the
+        descriptor over (a closed one would make the fork server die printing a
+        traceback). A fork whose caller gave up dies with the fork server."""
+        own = listener.dup()
+
+        def start_with_own_copy() -> ForkedProcess:
+            try:
+                return self.start(main, env, log_path, name, listener=own, fd_env=fd_env)
+            finally:
+                own.close()
+
+        return await asyncio.to_thread(start_with_own_copy)
 
     def start(
         self, main: str, env: Mapping[str, str], log_path: Path, name: str, *, listener: socket.socket, fd_env: str
