@@ -31,12 +31,14 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from replica.drivers.local.forkserver import ForkedProcess, ForkServer
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger("replica.lanes-agent")
 
@@ -113,14 +115,17 @@ def kill_now(process: ForkedProcess) -> None:
     process.kill(STOP_TIMEOUT_S)
 
 
-def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> FastAPI:
+def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "FastAPI":
+    # Imported here: the driver reads this module's constants without loading FastAPI.
+    from fastapi import Depends, FastAPI, Header, HTTPException, Query
+
     forks = ForkServer()
     backends: dict[str, tuple[int, ForkedProcess]] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
     claimed: set[int] = set()  # slots with a backend, or one starting
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LANES_")}
 
-    async def authorized(authorization: Annotated[str, Header()] = "") -> None:
+    async def authorized(authorization: str = Header("")) -> None:
         if not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token")
 
