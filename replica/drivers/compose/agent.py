@@ -79,6 +79,8 @@ async def stack_problem(urls: dict[str, str]) -> str | None:
     import httpx
     import redis.asyncio as aioredis
 
+    from replica.tls import client_ssl_context
+
     async def postgres(url: str) -> None:
         conn = await asyncpg.connect(url, timeout=READY_CHECK_TIMEOUT_S)
         try:
@@ -94,7 +96,7 @@ async def stack_problem(urls: dict[str, str]) -> str | None:
             await client.aclose()
 
     async def auth(url: str) -> None:
-        async with httpx.AsyncClient(timeout=READY_CHECK_TIMEOUT_S) as http:
+        async with httpx.AsyncClient(timeout=READY_CHECK_TIMEOUT_S, verify=client_ssl_context()) as http:
             (await http.get(url.rstrip("/") + "/health")).raise_for_status()
 
     checks = {"postgres": postgres, "redis": redis, "auth": auth}
