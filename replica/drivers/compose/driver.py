@@ -275,29 +275,34 @@ class ComposeDriver(LaneDriver):
         http = httpx.Client(timeout=5.0, verify=client_ssl_context())
         last_exit_check = [time.monotonic()]
         problem = ["no answer yet"]
+        fatal: list[str] = []  # why waiting longer is pointless
 
         def ready() -> bool:
             if time.monotonic() - last_exit_check[0] >= EXITED_CHECK_S:
                 last_exit_check[0] = time.monotonic()
                 exited = self._exited()
                 if exited:
-                    raise InfrastructureError(f"the compose stack's {', '.join(exited)} exited:\n{self._logs()}")
+                    fatal.append(f"the compose stack's {', '.join(exited)} exited:\n{self._logs()}")
+                    return True
             http.get(f"{self.toxiproxy_url}/version", timeout=1.0).raise_for_status()
             response = http.get(f"{self.agent_url}/ready", headers=auth)
             if response.status_code == 503:
                 problem[0] = response.json().get("detail", response.text)
                 return False
+            if response.status_code == 404:
+                fatal.append("the lanes container's image has no readiness endpoint (built before it): run `make images`")
+                return True
             response.raise_for_status()
             return True
 
         try:
             wait_until(ready, max(timeout, 0.0), what="the compose stack to answer", retry_on=(httpx.HTTPError,))
         except InfrastructureError as exc:
-            if "exited" in exc.message:
-                raise
             raise InfrastructureError(f"the compose stack did not become ready ({problem[0]}): {exc.message}\n{self._logs()}") from None
         finally:
             http.close()
+        if fatal:
+            raise InfrastructureError(fatal[0])
 
     def _exited(self) -> list[str]:
         """The stack's services whose container has exited."""
