@@ -19,6 +19,24 @@ RUN mkdir -p /etc/postgresql-common \
 ENV PATH=/usr/lib/postgresql/${PG_MAJOR}/bin:$PATH \
     PGDATA=/var/lib/postgresql/data \
     LANG=C.UTF-8
+# A data dir initialised at build time for the compose stack's user and database
+# (its password a random one nobody keeps): the entry point copies it and sets the
+# run's password, instead of an initdb and a temporary server at every start.
+ARG TEMPLATE_USER=replica
+ARG TEMPLATE_DB=replica
+ENV PGTEMPLATE=/var/lib/postgresql/template
+RUN set -e; \
+    pw=$(mktemp); head -c 24 /dev/urandom | base64 > "$pw"; chown postgres "$pw"; \
+    setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$PGTEMPLATE" \
+        --username="$TEMPLATE_USER" --pwfile="$pw" --auth-local=trust --auth-host=scram-sha-256 \
+        --encoding=UTF8 --locale=C.UTF-8 --wal-segsize=1 >/dev/null; \
+    rm -f "$pw"; \
+    printf "listen_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >> "$PGTEMPLATE/postgresql.conf"; \
+    echo "host all all all scram-sha-256" >> "$PGTEMPLATE/pg_hba.conf"; \
+    echo "CREATE DATABASE \"$TEMPLATE_DB\";" | setpriv --reuid=postgres --regid=postgres --init-groups \
+        postgres --single -D "$PGTEMPLATE" -c listen_addresses='' postgres > /tmp/template.log 2>&1; \
+    ! grep -q ERROR /tmp/template.log; rm -f /tmp/template.log; \
+    printf '%s\n%s\n' "$TEMPLATE_USER" "$TEMPLATE_DB" > "$PGTEMPLATE.for"
 COPY docker/postgres/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 VOLUME /var/lib/postgresql/data
 EXPOSE 5432

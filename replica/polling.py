@@ -203,9 +203,11 @@ def wait_for_http(
     """Wait until ``GET url`` answers with ``status``."""
     import httpx
 
+    from replica.tls import client_ssl_context
+
     def check() -> bool:
         try:
-            response = httpx.get(url, timeout=0.5)
+            response = httpx.get(url, timeout=0.5, verify=client_ssl_context())
         except httpx.HTTPError:
             return False
         return response.status_code == status

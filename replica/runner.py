@@ -23,6 +23,8 @@ from replica.scenarios import ProbeSpec, Scenario, ScenarioRun
 LOG_LINES = 400
 #: How long a follow-up waits for ``/health/ready`` before probing again.
 FOLLOW_UP_WAIT_S = 5.0
+#: A run that waits at least this long by design mostly idles: it does not take a computing lane.
+WAITING_RUN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -189,25 +191,33 @@ async def run_many(
 async def run_jobs(
     driver: Driver, jobs: list[Job], *, on_result: Callable[[RunResult], None] = lambda _r: None
 ) -> list[RunResult]:
-    """Every job, at most ``driver.max_parallel_lanes`` at once.
+    """Every job, at most ``driver.max_parallel_lanes`` computing at once.
 
-    Runs that wait on purpose (a startup wait, a hang, a keepalive timeout) start
-    first so the short ones fill in beside them; results come back in input order.
+    Runs that wait on purpose (a startup wait, a hang, a keepalive timeout: at least
+    :data:`WAITING_RUN_S`) mostly idle: they start first, on lanes of their own (as
+    many again), so the short ones fill the computing lanes beside them. Results
+    come back in input order.
     """
-    gate = asyncio.Semaphore(max(1, driver.max_parallel_lanes))
+    lanes = max(1, driver.max_parallel_lanes)
+    computing, waiting = asyncio.Semaphore(lanes), asyncio.Semaphore(lanes)
+    waits = [expected_wait_s(job.run) for job in jobs]
 
-    async def one(job: Job) -> RunResult:
-        async with gate:
-            result = await run_one(driver, job)
+    async def one(k: int) -> RunResult:
+        async with waiting if waits[k] >= WAITING_RUN_S else computing:
+            result = await run_one(driver, jobs[k])
         on_result(result)
         return result
 
     try:
         async with asyncio.TaskGroup() as group:
-            order = sorted(range(len(jobs)), key=lambda k: -expected_wait_s(jobs[k].run))
-            started = {k: group.create_task(one(jobs[k])) for k in order}
+            started = {k: group.create_task(one(k)) for k in longest_first(waits)}
             tasks = [started[k] for k in range(len(jobs))]
     except BaseExceptionGroup as eg:
         # One failed run cancels the others; surface the first real error.
         raise eg.exceptions[0] from None
     return [t.result() for t in tasks]
+
+
+def longest_first(waits: list[float]) -> list[int]:
+    """Indices of ``waits``, longest wait first (stable among equals)."""
+    return sorted(range(len(waits)), key=lambda k: -waits[k])

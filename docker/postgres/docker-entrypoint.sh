@@ -30,6 +30,28 @@ fi
 : "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"
 export PGDATA
 
+# The data dir prepared at build time (PGTEMPLATE), when it fits this start: the same
+# user and database, password auth, nothing else to initialise. Its password is set
+# in single-user mode (no listener yet), read from stdin, never from argv.
+template_fits() {
+    local template=${PGTEMPLATE:-}
+    [[ -n $template && -s $template/PG_VERSION && -s $template.for ]] || return 1
+    [[ $(sed -n 1p "$template.for") == "$POSTGRES_USER" && $(sed -n 2p "$template.for") == "$POSTGRES_DB" ]] || return 1
+    [[ $POSTGRES_HOST_AUTH_METHOD == scram-sha-256 && -n ${POSTGRES_PASSWORD:-} && -z ${POSTGRES_INITDB_ARGS:-} ]] || return 1
+    [[ -z $(ls -A /docker-entrypoint-initdb.d 2>/dev/null) ]]
+}
+
+if [[ ! -s $PGDATA/PG_VERSION ]] && template_fits; then
+    log "copying the data dir prepared at build time for user $POSTGRES_USER"
+    mkdir -p "$PGDATA"
+    cp -a "$PGTEMPLATE/." "$PGDATA/"
+    chmod 700 "$PGDATA"
+    out=$(printf 'ALTER ROLE "%s" PASSWORD '"'"'%s'"'"';\n' "$POSTGRES_USER" "${POSTGRES_PASSWORD//\'/\'\'}" \
+        | postgres --single -D "$PGDATA" -c listen_addresses='' postgres 2>&1) || { echo "$out" >&2; exit 1; }
+    if grep -q ERROR <<<"$out"; then echo "$out" >&2; exit 1; fi
+    log "ready to start"
+fi
+
 if [[ ! -s $PGDATA/PG_VERSION ]]; then
     if [[ -z ${POSTGRES_PASSWORD:-} && $POSTGRES_HOST_AUTH_METHOD != trust ]]; then
         log "ERROR: POSTGRES_PASSWORD is not set (or set POSTGRES_HOST_AUTH_METHOD=trust)"

@@ -100,6 +100,32 @@ def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
     assert ev_a == ev_b == "connection_established"
 
 
+def test_a_lane_waits_for_a_free_slot(driver: ComposeDriver) -> None:
+    """Three lanes at once on two slots: the third waits for a slot instead of failing."""
+    open_now, most = 0, 0
+
+    async def one() -> bool:
+        nonlocal open_now, most
+        async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
+            open_now += 1
+            most = max(most, open_now)
+            await _welcome(lane.base_url, driver.mint_token())
+            open_now -= 1
+            return lane.outcome.ready
+
+    async def three() -> list[bool]:
+        return list(await asyncio.gather(one(), one(), one()))
+
+    assert asyncio.run(three()) == [True, True, True]
+    assert most == driver.slots == 2
+
+
+def test_the_agent_says_when_the_stack_answers(driver: ComposeDriver) -> None:
+    auth = {"Authorization": f"Bearer {driver.lanes_token}"}
+    assert httpx.get(f"{driver.agent_url}/ready", headers=auth, timeout=10).json() == {"status": "ready"}
+    assert httpx.get(f"{driver.agent_url}/ready", timeout=10).status_code == 401
+
+
 def test_toxics_land_on_the_lane_own_proxy(driver: ComposeDriver) -> None:
     latency = ToxicSpec(hop="backend", type="latency", attributes={"latency": 400}, when="after_ready")
 

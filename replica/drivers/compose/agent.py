@@ -12,8 +12,13 @@ $LANES_TOKEN``, a secret the driver generates per stack):
 * ``POST /backends`` ``{"name", "slot", "env"}`` → 201: forks the backend;
 * ``GET /backends/{name}`` → ``{"exit_code": int | null}``;
 * ``GET /backends/{name}/log?lines=N`` → ``{"log": "..."}``;
-* ``DELETE /backends/{name}`` → 204 at once; it stops in the background (SIGTERM,
-  then SIGKILL), and a start on its slot waits until it is gone.
+* ``DELETE /backends/{name}`` → 204 at once; it is killed in the background (its
+  run is over and its proxies are gone: nothing it could still do is observed),
+  and a start on its slot waits until it is gone;
+* ``GET /ready`` → 200 once the stack's services answer from inside its network
+  (``SELECT 1`` on PostgreSQL, ``PING`` on Redis, the auth service's ``/health``;
+  their URLs in ``LANES_POSTGRES_URL``, ``LANES_REDIS_URL``, ``LANES_AUTH_URL``),
+  else 503 naming the first that does not: the driver's one readiness wait.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from replica.drivers.local.forkserver import ForkedProcess, ForkServer
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger("replica.lanes-agent")
 
@@ -40,6 +48,8 @@ BACKEND_PORT_BASE = 9000
 MAX_SLOTS = 32
 LOG_DIR = Path("/tmp/lanes")
 STOP_TIMEOUT_S = 3.0
+#: Each readiness check of a stack service is cut off after this long.
+READY_CHECK_TIMEOUT_S = 2.0
 
 
 class StartRequest(BaseModel):
@@ -63,13 +73,61 @@ def bind_slot(slot: int) -> socket.socket:
     return sock
 
 
-def agent_app(token: str, slots: int) -> FastAPI:
+async def stack_problem(urls: dict[str, str]) -> str | None:
+    """Which of the stack's services (``postgres``, ``redis``, ``auth`` URLs) does not answer yet, and how; None: all do."""
+    import asyncpg
+    import httpx
+    import redis.asyncio as aioredis
+
+    from replica.tls import client_ssl_context
+
+    async def postgres(url: str) -> None:
+        conn = await asyncpg.connect(url, timeout=READY_CHECK_TIMEOUT_S)
+        try:
+            await conn.fetchval("SELECT 1", timeout=READY_CHECK_TIMEOUT_S)
+        finally:
+            await conn.close(timeout=READY_CHECK_TIMEOUT_S)
+
+    async def redis(url: str) -> None:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=READY_CHECK_TIMEOUT_S, socket_timeout=READY_CHECK_TIMEOUT_S)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    async def auth(url: str) -> None:
+        async with httpx.AsyncClient(timeout=READY_CHECK_TIMEOUT_S, verify=client_ssl_context()) as http:
+            (await http.get(url.rstrip("/") + "/health")).raise_for_status()
+
+    checks = {"postgres": postgres, "redis": redis, "auth": auth}
+    names = [name for name in checks if urls.get(name)]
+    outcomes = await asyncio.gather(*(checks[name](urls[name]) for name in names), return_exceptions=True)
+    for name, outcome in zip(names, outcomes):
+        if isinstance(outcome, BaseException):
+            return f"{name}: {type(outcome).__name__}: {outcome}"
+    return None
+
+
+def kill_now(process: ForkedProcess) -> None:
+    """SIGKILL the backend's process group, then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # gone already, or not yet a session leader: kill() below handles both
+        pass
+    process.kill(STOP_TIMEOUT_S)
+
+
+def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "FastAPI":
+    # Imported here: the driver reads this module's constants without loading FastAPI.
+    from fastapi import Depends, FastAPI, Header, HTTPException, Query
+
     forks = ForkServer()
     backends: dict[str, tuple[int, ForkedProcess]] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
+    claimed: set[int] = set()  # slots with a backend, or one starting
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LANES_")}
 
-    async def authorized(authorization: Annotated[str, Header()] = "") -> None:
+    async def authorized(authorization: str = Header("")) -> None:
         if not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token")
 
@@ -87,12 +145,31 @@ def agent_app(token: str, slots: int) -> FastAPI:
             del stopping[slot]
         return {"backends": len(backends) + len(stopping)}
 
+    @app.get("/ready")
+    async def ready() -> dict[str, str]:
+        problem = await stack_problem(stack or {})
+        if problem is not None:
+            raise HTTPException(503, problem)
+        return {"status": "ready"}
+
     @app.post("/backends", status_code=201)
     async def start(request: StartRequest) -> dict[str, str]:
         if request.slot >= slots:
             raise HTTPException(422, f"slot {request.slot} out of range (this agent has {slots})")
-        if request.name in backends or any(slot == request.slot for slot, _ in backends.values()):
+        if request.name in backends or request.slot in claimed:
             raise HTTPException(409, f"backend {request.name!r} or slot {request.slot} is in use")
+        claimed.add(request.slot)
+        try:
+            process = await start_on_slot(request)
+        except BaseException:
+            claimed.discard(request.slot)
+            raise
+        backends[request.name] = (request.slot, process)
+        return {"name": request.name}
+
+    async def start_on_slot(request: StartRequest) -> ForkedProcess:
+        """Fork the backend on its slot's port, once the slot's last backend is gone;
+        off the event loop, so the other lanes' requests are served meanwhile."""
         if request.slot in stopping:
             try:
                 await stopping.pop(request.slot)
@@ -104,15 +181,13 @@ def agent_app(token: str, slots: int) -> FastAPI:
             raise HTTPException(409, f"slot {request.slot} cannot be bound: {exc.strerror}") from exc
         with listener:
             try:
-                process = forks.start(
+                return await forks.start_async(
                     BACKEND_MAIN, {**base_env, **request.env}, LOG_DIR / f"{request.name}.log", request.name,
                     listener=listener, fd_env="REPLICA_FD",
                 )
             except Exception as exc:
                 logger.exception("forking backend %s failed", request.name)
                 raise HTTPException(503, f"forking the backend failed: {type(exc).__name__}: {exc}") from exc
-        backends[request.name] = (request.slot, process)
-        return {"name": request.name}
 
     @app.get("/backends/{name}")
     async def status(name: str) -> dict[str, int | None]:
@@ -126,9 +201,10 @@ def agent_app(token: str, slots: int) -> FastAPI:
     async def stop(name: str) -> None:
         process = lookup(name)
         slot, _ = backends.pop(name)
+        claimed.discard(slot)
 
         def kill() -> None:
-            process.kill(STOP_TIMEOUT_S)
+            kill_now(process)
             process.log_path.unlink(missing_ok=True)
 
         stopping[slot] = asyncio.ensure_future(asyncio.to_thread(kill))
@@ -148,7 +224,8 @@ def main() -> int:
     import uvicorn
 
     LOG_DIR.mkdir(mode=0o700, exist_ok=True)
-    uvicorn.run(agent_app(token, slots), host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="off")
+    stack = {name: os.environ.get(f"LANES_{name.upper()}_URL", "") for name in ("postgres", "redis", "auth")}
+    uvicorn.run(agent_app(token, slots, stack), host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="off")
     return 0
 
 

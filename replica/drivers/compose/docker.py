@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -76,10 +77,23 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def compose_problem() -> str | None:
-    """Why the compose driver cannot run here, or None when it can."""
+def missing_files() -> str | None:
+    """What the compose driver needs on this machine and cannot find (the docker
+    client, the compose file, the images file), or None; asks no engine."""
     if shutil.which("docker") is None:
         return "the docker client is not installed (scripts/ensure-docker.sh)"
+    if not compose_file().exists():
+        return f"{compose_file()} is missing"
+    if not images_env_file().exists():
+        return f"{images_env_file()} is missing: run `make images`"
+    return None
+
+
+def compose_problem() -> str | None:
+    """Why the compose driver cannot run here, or None when it can."""
+    missing = missing_files()
+    if missing:
+        return missing
     try:
         if docker(["info", "--format", "{{.ServerVersion}}"], timeout=10).returncode != 0:
             return "no Docker engine answers (scripts/ensure-docker.sh starts one)"
@@ -87,17 +101,15 @@ def compose_problem() -> str | None:
             return "'docker compose' (v2) is missing (scripts/ensure-docker.sh installs it)"
     except subprocess.TimeoutExpired:
         return "the Docker engine does not answer within 10 s"
-    if not compose_file().exists():
-        return f"{compose_file()} is missing"
-    if not images_env_file().exists():
-        return f"{images_env_file()} is missing: run `make images`"
     images = read_env_file(images_env_file())
-    for key in ("REPLICA_IMAGE", "TOXIPROXY_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE"):
-        ref = images.get(key)
-        if not ref:
-            return f"{images_env_file()} names no {key}: run `make images`"
-        if docker(["image", "inspect", ref], timeout=20).returncode != 0:
-            return f"image {ref} is not present: run `make images`"
+    keys = ("REPLICA_IMAGE", "TOXIPROXY_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE")
+    unnamed = [key for key in keys if not images.get(key)]
+    if unnamed:
+        return f"{images_env_file()} names no {unnamed[0]}: run `make images`"
+    refs = [images[key] for key in keys]
+    if docker(["image", "inspect", "--format", "{{.Id}}", *refs], timeout=20).returncode != 0:
+        absent = [ref for ref in refs if docker(["image", "inspect", ref], timeout=20).returncode != 0]
+        return f"image {absent[0] if absent else refs[0]} is not present: run `make images`"
     return None
 
 
@@ -109,16 +121,20 @@ def compose_ready() -> bool:
 def project_resources(project: str) -> dict[str, list[str]]:
     """Containers, networks and volumes that carry the project's label."""
     label = f"label={PROJECT_LABEL}={project}"
-    found: dict[str, list[str]] = {}
-    for kind, argv in (
-        ("containers", ["ps", "--all", "--quiet", "--filter", label]),
-        ("networks", ["network", "ls", "--quiet", "--filter", label]),
-        ("volumes", ["volume", "ls", "--quiet", "--filter", label]),
-    ):
+    listings = {
+        "containers": ["ps", "--all", "--quiet", "--filter", label],
+        "networks": ["network", "ls", "--quiet", "--filter", label],
+        "volumes": ["volume", "ls", "--quiet", "--filter", label],
+    }
+
+    def listed(argv: list[str]) -> list[str]:
         try:
-            found[kind] = docker(argv, timeout=30).stdout.split()
+            return docker(argv, timeout=30).stdout.split()
         except subprocess.TimeoutExpired:
-            found[kind] = []
+            return []
+
+    with ThreadPoolExecutor(len(listings)) as pool:  # three independent questions, asked at once
+        found = dict(zip(listings, pool.map(listed, listings.values())))
     return found
 
 

@@ -1,8 +1,12 @@
 """The ``compose`` driver: the replica as containers (``docker-compose.yml``).
 
 The stack — the fault proxy, PostgreSQL, Redis, the auth service and the lanes
-container — is brought up with ``docker compose up --wait`` under a project name
-of its own, so parallel stacks never collide. The lanes container holds a
+container — is brought up with ``docker compose up --detach`` under a project name
+of its own, so parallel stacks never collide, and is ready once the fault proxy's
+API answers and the lanes agent's ``/ready`` does (it queries PostgreSQL, Redis and
+the auth service from inside the stack's network): one wait polled every few
+milliseconds from the host, not the compose file's healthchecks (1 s apart, and an
+``exec`` each; the driver turns them off for its stacks). The lanes container holds a
 preloaded fork server (:mod:`replica.drivers.compose.agent`) that forks a fresh
 backend per run, so a lane costs a fork, not a container start. Each lane has
 four proxies of its own inside the proxy container (``postgres-<id>``,
@@ -18,8 +22,9 @@ the lane's proxies. A container per run costs a container start (about a second)
 where the built-in backend costs a fork; it is the user's own image, as deployed.
 
 Everything a driver created carries the label
-``com.docker.compose.project=<project>`` and is removed by :meth:`close`:
-``docker compose down --volumes --remove-orphans``, then a sweep by label. The
+``com.docker.compose.project=<project>`` and is removed by :meth:`close`: every
+container of the project removed at once (``docker rm --force``: the data is
+throw-away, nothing waits for a graceful stop), then its network, found by label. The
 CLI calls it in ``finally`` (Ctrl-C included); a failed start calls it before
 raising. The project name is ``$REPLICA_COMPOSE_PROJECT_PREFIX-<random>``
 (prefix default ``staging-replica``), fresh for every driver.
@@ -27,6 +32,7 @@ raising. The project name is ``$REPLICA_COMPOSE_PROJECT_PREFIX-<random>``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -49,12 +55,15 @@ from replica.drivers.compose.docker import (
     docker,
     images_env_file,
     last_line,
+    missing_files,
     sweep_project,
 )
 from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
 from replica.errors import ConfigError, InfrastructureError
 from replica.interrupts import deferred_signals
+from replica.polling import wait_until
 from replica.project import Endpoint, Project
+from replica.tls import client_ssl_context
 from replica.user_backend import failpoint_env
 
 Progress = Callable[[str], None]
@@ -68,6 +77,8 @@ DEP_OFFSETS = {"postgres": 0, "redis": 1, "auth": 2}
 STACK_SERVICES = ("toxiproxy", "postgres", "redis", "auth", "lanes")
 DEFAULT_UP_TIMEOUT_S = 180.0
 DEFAULT_COMPOSE_LANES = 4
+#: How often the readiness wait asks docker whether a stack container has exited.
+EXITED_CHECK_S = 1.0
 
 
 def _published(rows: list[dict]) -> dict[tuple[str, int], int]:
@@ -130,6 +141,8 @@ class ComposeDriver(LaneDriver):
             raise refusal
         self.compose_project = name
         self.project = project
+        #: Lane slots: each has fixed ports, published on 127.0.0.1 (each costs the engine a proxy process).
+        self.slots = max_parallel_lanes
         self.image = ""
         self.max_parallel_lanes = max_parallel_lanes
         self.progress = progress
@@ -146,7 +159,7 @@ class ComposeDriver(LaneDriver):
             "POSTGRES_USER": "replica",
             "POSTGRES_DB": "replica",
             "LANES_TOKEN": self.lanes_token,
-            "LANES_SLOTS": str(max_parallel_lanes),
+            "LANES_SLOTS": str(self.slots),
         }
         stack = {
             "postgres": f"postgresql://replica:{postgres_password}@postgres:5432/replica",
@@ -156,7 +169,8 @@ class ComposeDriver(LaneDriver):
         self.dependency_urls = {n: stack[d.kind] for n, d in project.dependencies.items()} if project else stack
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self._override = self._tmp / "lanes.yml"
-        self._free_slots = list(range(max_parallel_lanes))
+        self._free_slots = list(range(self.slots))
+        self._slot_freed: tuple[asyncio.AbstractEventLoop, asyncio.Condition] | None = None
         self._published: dict[tuple[str, int], int] = {}
         self.toxiproxy_url = ""
         self.agent_url = ""
@@ -175,10 +189,12 @@ class ComposeDriver(LaneDriver):
         max_parallel_lanes: int = DEFAULT_COMPOSE_LANES,
         timeout: float = DEFAULT_UP_TIMEOUT_S,
     ) -> "ComposeDriver":
-        """Bring the stack up (healthy) or raise :class:`InfrastructureError`; after a
+        """Bring the stack up (ready) or raise :class:`InfrastructureError`; after a
         failed or interrupted start nothing of the compose project is left. A user's
-        ``project`` gets its image first (built, or checked present)."""
-        problem = compose_problem()
+        ``project`` gets its image first (built, or checked present). What the
+        driver needs (an engine, Compose v2, the images) is checked when ``up``
+        fails, to say why, not before every start."""
+        problem = missing_files()
         if problem:
             raise InfrastructureError(f"the compose driver cannot run: {problem}")
         if name is None:
@@ -216,15 +232,17 @@ class ComposeDriver(LaneDriver):
 
     def _write_override(self) -> None:
         """The lane slots' published ports, and the user's code (read-only) for their handlers."""
-        slots = range(self.max_parallel_lanes)
+        slots = range(self.slots)
         toxiproxy = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in slots)
         lanes = "\n".join(f'      - "127.0.0.1::{port}"' for port in (AGENT_PORT, *(BACKEND_PORT_BASE + s for s in slots)))
+        no_healthcheck = "    healthcheck:\n      disable: true\n"
         self._override.write_text(
-            f"# lane slots of the compose driver (project {self.compose_project})\n"
+            f"# lane slots of the compose driver (project {self.compose_project}); it waits for the stack itself\n"
             f"services:\n"
-            f"  toxiproxy:\n    ports:\n{toxiproxy}\n"
-            f"  lanes:\n    ports:\n{lanes}\n"
+            f"  toxiproxy:\n{no_healthcheck}    ports:\n{toxiproxy}\n"
+            f"  lanes:\n{no_healthcheck}    ports:\n{lanes}\n"
             f"    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n"
+            + "".join(f"  {service}:\n{no_healthcheck}" for service in ("postgres", "redis", "auth"))
         )
 
     def _up(self, timeout: float) -> None:
@@ -233,19 +251,61 @@ class ComposeDriver(LaneDriver):
         started = time.monotonic()
         try:
             out = docker(
-                [*self._compose_args(), "up", "--detach", "--wait", "--no-build", "--pull", "never", *STACK_SERVICES],
+                [*self._compose_args(), "up", "--detach", "--no-build", "--pull", "never", *STACK_SERVICES],
                 timeout=timeout,
                 env=self.env,
             )
         except subprocess.TimeoutExpired:
-            raise InfrastructureError(
-                f"the compose stack did not become healthy within {timeout:g} s:\n{self._logs()}"
-            ) from None
+            raise InfrastructureError(f"`docker compose up` did not finish within {timeout:g} s:\n{self._logs()}") from None
         if out.returncode != 0:
-            raise InfrastructureError(f"`docker compose up` failed ({out.returncode}): {last_line(out.stderr)}\n{self._logs()}")
+            problem = compose_problem()
+            why = f"the compose driver cannot run: {problem}" if problem else last_line(out.stderr)
+            raise InfrastructureError(f"`docker compose up` failed ({out.returncode}): {why}\n{self._logs()}")
         self._read_ports()
+        self._wait_ready(started + timeout - time.monotonic())
         self.up_seconds = time.monotonic() - started
         self.progress(f"compose stack healthy in {self.up_seconds:.1f} s")
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until the fault proxy's API and the lanes agent's ``/ready`` answer; fails at
+        once, with the logs, when a stack container has exited."""
+        auth = {"Authorization": f"Bearer {self.lanes_token}"}
+        http = httpx.Client(timeout=5.0, verify=client_ssl_context())
+        last_exit_check = [time.monotonic()]
+        problem = ["no answer yet"]
+        fatal: list[str] = []  # why waiting longer is pointless
+
+        def ready() -> bool:
+            if time.monotonic() - last_exit_check[0] >= EXITED_CHECK_S:
+                last_exit_check[0] = time.monotonic()
+                exited = self._exited()
+                if exited:
+                    fatal.append(f"the compose stack's {', '.join(exited)} exited:\n{self._logs()}")
+                    return True
+            http.get(f"{self.toxiproxy_url}/version", timeout=1.0).raise_for_status()
+            response = http.get(f"{self.agent_url}/ready", headers=auth)
+            if response.status_code == 503:
+                problem[0] = response.json().get("detail", response.text)
+                return False
+            if response.status_code == 404:
+                fatal.append("the lanes container's image has no readiness endpoint (built before it): run `make images`")
+                return True
+            response.raise_for_status()
+            return True
+
+        try:
+            wait_until(ready, max(timeout, 0.0), what="the compose stack to answer", retry_on=(httpx.HTTPError,))
+        except InfrastructureError as exc:
+            raise InfrastructureError(f"the compose stack did not become ready ({problem[0]}): {exc.message}\n{self._logs()}") from None
+        finally:
+            http.close()
+        if fatal:
+            raise InfrastructureError(fatal[0])
+
+    def _exited(self) -> list[str]:
+        """The stack's services whose container has exited."""
+        out = docker([*self._compose_args(), "ps", "--status", "exited", "--services"], timeout=30, env=self.env)
+        return out.stdout.split() if out.returncode == 0 else []
 
     def _logs(self, tail: int = 20) -> str:
         try:
@@ -261,7 +321,7 @@ class ComposeDriver(LaneDriver):
         text = out.stdout.strip()
         rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
         self._published = _published(rows)
-        slots = range(self.max_parallel_lanes)
+        slots = range(self.slots)
         needed = [("toxiproxy", 8474), ("lanes", AGENT_PORT)]
         needed += [("toxiproxy", LANE_PORT_BASE + s) for s in slots] + [("lanes", BACKEND_PORT_BASE + s) for s in slots]
         missing = [f"{service}:{port}" for service, port in needed if (service, port) not in self._published]
@@ -277,16 +337,8 @@ class ComposeDriver(LaneDriver):
         self._closed = True
         with deferred_signals() as received:
             try:
-                if self._override.exists():
-                    docker(
-                        [*self._compose_args(), "down", "--volumes", "--remove-orphans", "--timeout", "5"],
-                        timeout=120,
-                        env=self.env,
-                    )
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
                 sweep_project(self.compose_project)
+            finally:
                 shutil.rmtree(self._tmp, ignore_errors=True)
         if received:
             raise KeyboardInterrupt(f"received signal {received[0]} during teardown")
@@ -301,15 +353,28 @@ class ComposeDriver(LaneDriver):
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[int]:
+        """A free lane slot; waits for one while all are taken (the runner may open more
+        lanes than there are slots: those that wait by design)."""
         if self._closed:
             raise InfrastructureError("the compose driver is closed")
-        if not self._free_slots:
-            raise InfrastructureError(f"more than {self.max_parallel_lanes} lanes open at once on the compose driver")
-        slot = self._free_slots.pop(0)
+        freed = self._slot_condition()
+        async with freed:
+            await freed.wait_for(lambda: bool(self._free_slots))
+            slot = self._free_slots.pop(0)
         try:
             yield slot
         finally:
-            self._free_slots.append(slot)
+            async with freed:
+                self._free_slots.append(slot)
+                freed.notify()
+
+    def _slot_condition(self) -> asyncio.Condition:
+        """The condition a freed slot is announced on, for the running event loop (a
+        driver outlives the ``asyncio.run`` of one command's runs)."""
+        loop = asyncio.get_running_loop()
+        if self._slot_freed is None or self._slot_freed[0] is not loop:
+            self._slot_freed = (loop, asyncio.Condition())
+        return self._slot_freed[1]
 
     def proxy_listen(self, hop: str, slot: int) -> str:
         if hop == "backend":
@@ -333,7 +398,8 @@ class ComposeDriver(LaneDriver):
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
         http = httpx.AsyncClient(
-            base_url=self.agent_url, timeout=10.0, headers={"Authorization": f"Bearer {self.lanes_token}"}
+            base_url=self.agent_url, timeout=10.0, headers={"Authorization": f"Bearer {self.lanes_token}"},
+            verify=client_ssl_context(),  # plain HTTP, but httpx would load a CA bundle per client (~25 ms)
         )
         try:
             response = await http.post("/backends", json={"name": name, "slot": place.listener, "env": env})

@@ -33,6 +33,7 @@ from replica.drivers.compose.docker import PROJECT_LABEL, docker, last_line, rea
 from replica.errors import ConfigError, InfrastructureError
 from replica.polling import wait_until_async
 from replica.project import BackendConfig, Endpoint, Project, render, template_values
+from replica.tls import client_ssl_context
 from replica.user_backend import LOG_TAIL_LINES, import_failure
 
 #: The port a project's backend listens on inside its container (``{port}``).
@@ -198,7 +199,7 @@ class ContainerBackend:
                 return True
             return await self._answers(client)
 
-        async with httpx.AsyncClient(timeout=httpx.Timeout(1.0), trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(1.0), trust_env=False, verify=client_ssl_context()) as client:
             try:
                 await wait_until_async(check, timeout, what=f"{self.name} to serve", retry_on=(httpx.HTTPError, OSError))
             except InfrastructureError:

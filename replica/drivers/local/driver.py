@@ -11,9 +11,11 @@ side by side without sharing a fault.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sys
-import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping
 
 from replica.drivers.base import DEFAULT_PARALLEL_LANES
@@ -33,6 +35,8 @@ from replica.user_backend import ProjectBackend, failpoint_env, start_ready, sta
 Progress = Callable[[str], None]
 BACKEND_MAIN = "replica.backend.__main__:main"
 AUTH_MAIN = "replica.auth.__main__:main"
+#: The auth service keeps no state: its teardown waits this long for SIGTERM, then kills it.
+AUTH_STOP_S = 0.05
 
 
 def python_env(extra: dict[str, str]) -> dict[str, str]:
@@ -45,32 +49,35 @@ def python_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def start_local_stack(group: ProcessGroup, forks: ForkServer, progress: Progress = lambda _m: None) -> StackInfo:
-    """Start Postgres, Redis, the auth service and the fault proxy; wait until each answers."""
+    """Start the fault proxy, Postgres, Redis and the auth service side by side; wait until each answers.
+
+    Postgres and Redis start in threads of their own while this one forks the auth
+    service; every start has finished (or failed) before this returns or raises, so a
+    teardown never races a start."""
     secret = new_secret()
-    progress("starting the fault proxy")
+    progress("starting the fault proxy, PostgreSQL, Redis and the auth service")
     proxy = group.start(
         [sys.executable, "-m", "faults.toxiproxy", "--host", LOOPBACK, "--port", "0"], name="toxiproxy", env=python_env({})
     )
-    progress("starting PostgreSQL")
-    postgres = start_postgres(group)
-    progress("starting Redis")
-    redis = start_redis(group)
-    progress("starting the auth service")
-    with bind_loopback() as listener:
-        auth_url = f"http://{LOOPBACK}:{listener.getsockname()[1]}"
-        auth = forks.start(
-            AUTH_MAIN, python_env({"JWT_SECRET": secret}), group.path("logs", "auth.log"), "auth",
-            listener=listener, fd_env="AUTH_FD",
-        )
-    group.add_cleanup(auth.kill)
-    raise_if_interrupted()  # a Ctrl-C held while the auth service was forked
-    proxy_url = wait_for_line(proxy, r"toxiproxy listening on (http://\S+)", timeout=30).group(1)
-    wait_for_http(f"{auth_url}/health", timeout=30, process=auth, what="the auth service")
+    with ThreadPoolExecutor(2, thread_name_prefix="replica-stack") as pool:
+        postgres = pool.submit(start_postgres, group)
+        redis = pool.submit(start_redis, group)
+        with bind_loopback() as listener:
+            auth_url = f"http://{LOOPBACK}:{listener.getsockname()[1]}"
+            auth = forks.start(
+                AUTH_MAIN, python_env({"JWT_SECRET": secret}), group.path("logs", "auth.log"), "auth",
+                listener=listener, fd_env="AUTH_FD",
+            )
+        group.add_cleanup(functools.partial(auth.kill, AUTH_STOP_S))
+        raise_if_interrupted()  # a Ctrl-C held while the auth service was forked
+        proxy_url = wait_for_line(proxy, r"toxiproxy listening on (http://\S+)", timeout=30).group(1)
+        wait_for_http(f"{auth_url}/health", timeout=30, process=auth, what="the auth service")
+        postgres_url, redis_url = postgres.result().url, redis.result().url
     return StackInfo(
         driver="local",
         owner_pid=os.getpid(),
-        postgres_url=postgres.url,
-        redis_url=redis.url,
+        postgres_url=postgres_url,
+        redis_url=redis_url,
         auth_url=auth_url,
         toxiproxy_url=proxy_url,
         jwt_secret=secret,
