@@ -22,13 +22,20 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from replica.fingerprint import ACCEPTED, NO_SERVER, TIMEOUT, Fingerprint
-from replica.tls import client_ssl_context
+from replica.observation import (  # noqa: F401  (the records are re-exported: the probe makes them)
+    BUILTIN_WELCOME,
+    PING,
+    PONG,
+    Flows,
+    FollowUp,
+    Observation,
+    TimelineEvent,
+    connect_time,
+    contains,
+)
+from replica.tls import tls_for
 
 USER_AGENT = "Netra-E2E-Tests/1.0"
-#: The built-in backend's welcome, as a subset the first messages are matched against.
-BUILTIN_WELCOME: dict[str, Any] = {"type": "system_message", "data": {"event": "connection_established"}}
-PING: dict[str, Any] = {"type": "ping"}
-PONG: dict[str, Any] = {"type": "pong"}
 
 
 def e2e_headers(token: str | None) -> dict[str, str]:
@@ -72,44 +79,6 @@ class ProbeOptions(BaseModel):
     flow_timeout_s: float = 5.0
 
 
-class TimelineEvent(BaseModel):
-    t_ms: float
-    event: str
-    detail: str = ""
-
-
-class Flows(BaseModel):
-    """The staging suite's other WebSocket flows, run after the pong."""
-
-    #: Types of the agent events a ``user_message`` got, up to ``agent_completed`` or an error.
-    agent_events: list[str] = []
-    heartbeat_ack: bool = False
-
-    @property
-    def agent_completed(self) -> bool:
-        return bool(self.agent_events) and self.agent_events[0] == "agent_started" and self.agent_events[-1] == "agent_completed"
-
-
-class Observation(BaseModel):
-    """Everything the probe saw: the fingerprint and how it got there."""
-
-    base_url: str
-    url: str
-    fingerprint: Fingerprint
-    #: Wall clock (epoch seconds) at the timeline's 0.
-    started_at: float = 0.0
-    #: From the connect to the welcome.
-    welcome_ms: float | None = None
-    flows: Flows | None = None
-    health_status: int | None = None
-    no_token_handshake: str | None = None
-    headers_sent: int = 0
-    has_authorization: bool = False
-    timeline: list[TimelineEvent] = []
-    messages: list[dict[str, Any]] = []
-    connect_ms: float | None = None
-
-
 def ws_url(base_url: str, path: str = "/ws") -> str:
     base = base_url.rstrip("/")
     if base.startswith("https://"):
@@ -117,13 +86,6 @@ def ws_url(base_url: str, path: str = "/ws") -> str:
     if base.startswith("http://"):
         return "ws://" + base[len("http://") :] + path
     return base if base.endswith(path) else base + path
-
-
-def contains(message: Any, subset: Any) -> bool:
-    """Whether ``message`` holds ``subset``: every key of a mapping, recursively; other values equal."""
-    if isinstance(subset, dict):
-        return isinstance(message, dict) and all(k in message and contains(message[k], v) for k, v in subset.items())
-    return message == subset
 
 
 @dataclass
@@ -227,7 +189,7 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
     health_status: int | None = None
     if options.health_path is not None:
         try:
-            async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=client_ssl_context()) as http:
+            async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=tls_for(base_url)) as http:
                 response = await http.get(base_url.rstrip("/") + options.health_path)
             health_status = response.status_code
             rec.add("health", str(health_status))
@@ -315,29 +277,7 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
     )
 
 
-def connect_time(observation: Observation) -> float:
-    """Epoch seconds when the probe's connection with a token began."""
-    t = next((e.t_ms for e in observation.timeline if e.event == "connect"), 0.0)
-    return observation.started_at + t / 1000
-
-
 # ----------------------------------------------------------------------------- follow-up
-
-
-class FollowUp(BaseModel):
-    """A second look after the first probe: readiness, then the same probe again."""
-
-    #: ``/health/ready`` right after the first probe (None: no answer).
-    ready_status: int | None = None
-    #: ``/health/ready`` when the second probe started.
-    ready_status_later: int | None = None
-    second: Fingerprint | None = None
-
-    def ready_text(self) -> str:
-        def word(code: int | None) -> str:
-            return {None: "no answer", 200: "ready", 404: "absent"}.get(code, f"not ready ({code})")
-
-        return word(self.ready_status) + ("" if self.ready_status_later == self.ready_status else f" → {word(self.ready_status_later)}")
 
 
 async def _ready_status(http: httpx.AsyncClient, base_url: str) -> int | None:
@@ -357,7 +297,7 @@ async def follow_up(
 ) -> FollowUp:
     """``/health/ready`` now; with ``again``, once it answers 200 or ``wait_s`` has passed,
     the same probe again (not when the server never answered: it would show nothing new)."""
-    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S, verify=client_ssl_context()) as http:
+    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S, verify=tls_for(base_url)) as http:
         first = later = await _ready_status(http, base_url)
         if not again:
             return FollowUp(ready_status=first, ready_status_later=first)

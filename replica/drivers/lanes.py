@@ -29,7 +29,7 @@ from replica.drivers.base import BackendOutcome, LaneRequest
 from replica.errors import USAGE_ERROR, ConfigError, InfrastructureError
 from replica.polling import wait_until_async
 from replica.scenarios import HopDown, ToxicSpec
-from replica.tls import client_ssl_context
+from replica.tls import tls_for
 
 if TYPE_CHECKING:
     from replica.project import Endpoint, Project
@@ -191,7 +191,7 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
     started = time.monotonic()
     exited: list[int] = []
 
-    async with httpx.AsyncClient(timeout=0.5, verify=client_ssl_context()) as http:
+    async with httpx.AsyncClient(timeout=0.5, verify=tls_for(health_url)) as http:
 
         async def check() -> bool:
             code = await backend.exit_code()
@@ -305,7 +305,7 @@ class LaneDriver(ABC):
         names = {hop: f"{hop}-{lane_id}" for hop in hops}
         backend: RunningBackend | None = None
         async with self.slot() as slot, AsyncToxiproxyClient(
-            self.toxiproxy_url, timeout=5.0, verify=client_ssl_context()
+            self.toxiproxy_url, timeout=5.0, verify=tls_for(self.toxiproxy_url)
         ) as client:
             place = await self.place_backend(slot)
             try:
