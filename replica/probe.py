@@ -181,22 +181,35 @@ async def _flows(ws: ClientConnection, options: ProbeOptions, rec: _Recorder, me
     return Flows(agent_events=events, heartbeat_ack=ack)
 
 
+async def _health(base_url: str, path: str, options: ProbeOptions, rec: _Recorder) -> int | None:
+    """The health check's status (None: no answer)."""
+    try:
+        async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=tls_for(base_url)) as http:
+            response = await http.get(base_url.rstrip("/") + path)
+    except httpx.HTTPError as exc:
+        rec.add("health", f"error: {type(exc).__name__}")
+        return None
+    rec.add("health", str(response.status_code))
+    return response.status_code
+
+
+async def _nothing() -> None:
+    return None
+
+
 async def probe(base_url: str, token: str | None, options: ProbeOptions | None = None) -> Observation:
-    """Run the staging test's steps against ``base_url`` (``http(s)://host:port``)."""
+    """Run the staging test's steps against ``base_url`` (``http(s)://host:port``).
+
+    The health check and the connection without a token go side by side (neither
+    sees the other: one is a plain GET); the connection with the token starts once
+    both are over, so the server's log from its connect on is its own."""
     options = options or ProbeOptions()
     rec = _Recorder()
     url = ws_url(base_url, options.ws_path)
-    health_status: int | None = None
-    if options.health_path is not None:
-        try:
-            async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=tls_for(base_url)) as http:
-                response = await http.get(base_url.rstrip("/") + options.health_path)
-            health_status = response.status_code
-            rec.add("health", str(health_status))
-        except httpx.HTTPError as exc:
-            rec.add("health", f"error: {type(exc).__name__}")
-
-    no_token = await _check_no_token(url, options, rec) if options.check_no_token else None
+    health_status, no_token = await asyncio.gather(
+        _health(base_url, options.health_path, options, rec) if options.health_path is not None else _nothing(),
+        _check_no_token(url, options, rec) if options.check_no_token else _nothing(),
+    )
 
     headers = e2e_headers(token if options.with_token else None) if options.e2e_headers else {}
     if options.with_token and token and not options.e2e_headers:
