@@ -16,11 +16,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from replica import http1
 from replica.fingerprint import ACCEPTED, NO_SERVER, TIMEOUT, Fingerprint
 from replica.observation import (  # noqa: F401  (the records are re-exported: the probe makes them)
     BUILTIN_WELCOME,
@@ -181,16 +181,21 @@ async def _flows(ws: ClientConnection, options: ProbeOptions, rec: _Recorder, me
     return Flows(agent_events=events, heartbeat_ack=ack)
 
 
+async def _status(base_url: str, path: str, timeout: float) -> int:
+    """The status ``GET base_url + path`` answers; raises :class:`http1.HTTPError`."""
+    response = await http1.request("GET", base_url.rstrip("/") + path, timeout=timeout, tls=tls_for(base_url))
+    return response.status
+
+
 async def _health(base_url: str, path: str, options: ProbeOptions, rec: _Recorder) -> int | None:
     """The health check's status (None: no answer)."""
     try:
-        async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=tls_for(base_url)) as http:
-            response = await http.get(base_url.rstrip("/") + path)
-    except httpx.HTTPError as exc:
-        rec.add("health", f"error: {type(exc).__name__}")
+        status = await _status(base_url, path, options.health_timeout_s)
+    except http1.HTTPError as exc:
+        rec.add("health", f"error: {exc.reason}")
         return None
-    rec.add("health", str(response.status_code))
-    return response.status_code
+    rec.add("health", str(status))
+    return status
 
 
 async def _nothing() -> None:
@@ -293,10 +298,10 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
 # ----------------------------------------------------------------------------- follow-up
 
 
-async def _ready_status(http: httpx.AsyncClient, base_url: str) -> int | None:
+async def _ready_status(base_url: str) -> int | None:
     try:
-        return (await http.get(base_url.rstrip("/") + "/health/ready")).status_code
-    except httpx.HTTPError:
+        return await _status(base_url, "/health/ready", READY_TIMEOUT_S)
+    except http1.HTTPError:
         return None
 
 
@@ -310,14 +315,13 @@ async def follow_up(
 ) -> FollowUp:
     """``/health/ready`` now; with ``again``, once it answers 200 or ``wait_s`` has passed,
     the same probe again (not when the server never answered: it would show nothing new)."""
-    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S, verify=tls_for(base_url)) as http:
-        first = later = await _ready_status(http, base_url)
-        if not again:
-            return FollowUp(ready_status=first, ready_status_later=first)
-        deadline = time.monotonic() + wait_s
-        while later != 200 and time.monotonic() < deadline:
-            await asyncio.sleep(READY_POLL_S)  # a bounded poll of the backend's readiness
-            later = await _ready_status(http, base_url)
+    first = later = await _ready_status(base_url)
+    if not again:
+        return FollowUp(ready_status=first, ready_status_later=first)
+    deadline = time.monotonic() + wait_s
+    while later != 200 and time.monotonic() < deadline:
+        await asyncio.sleep(READY_POLL_S)  # a bounded poll of the backend's readiness
+        later = await _ready_status(base_url)
     if first is None and later is None:
         return FollowUp()
     second = await probe(base_url, token, options.model_copy(update={"check_no_token": False, "e2e_flows": False}))
