@@ -107,12 +107,12 @@ def check_driver(name: str) -> None:
 @contextlib.contextmanager
 def open_driver(name: str, parallel: int | None = None, project: "Project | None" = None) -> Iterator[Driver]:
     """The chosen driver, on a running stack of the same backend when there is one, else on a new one."""
+    from replica.drivers.stack import read_state
+
     check_driver(name)
     if name == "auto":
         name = "compose" if compose_available() and project is None else "local"
         progress(f"driver: {name} (auto)")
-    from replica.drivers.stack import read_state
-
     kwargs = {"max_parallel_lanes": parallel} if parallel else {}
     if name == "compose":
         from replica.drivers.compose import ComposeDriver

@@ -61,9 +61,9 @@ async def request(
     if params:
         target += ("&" if parts.query else "?") + urlencode(params)
     body = b"" if json is None else jsonlib.dumps(json).encode()
-    headers = [("Host", parts.netloc), ("Connection", "close"), ("Content-Length", str(len(body)))]
+    headers = [("Host", parts.netloc), ("Connection", "close")]
     if json is not None:
-        headers.append(("Content-Type", "application/json"))
+        headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -75,7 +75,9 @@ async def request(
                 reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=tls if https else None)
             connection = h11.Connection(h11.CLIENT)
             writer.write(connection.send(h11.Request(method=method, target=target, headers=headers)))
-            writer.write(connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage()))
+            if body:
+                writer.write(connection.send(h11.Data(data=body)))
+            writer.write(connection.send(h11.EndOfMessage()))
             await writer.drain()
             return await _reply(connection, reader)
     except (OSError, TimeoutError, EOFError, h11.ProtocolError) as exc:

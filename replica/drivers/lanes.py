@@ -198,7 +198,6 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
     started = time.monotonic()
     exited: list[int] = []
     signalled = getattr(backend, "signalled", None)
-    wake = asyncio.ensure_future(signalled()) if signalled is not None else None
 
     async with httpx.AsyncClient(timeout=0.5, verify=tls_for(health_url)) as http:
 
@@ -212,6 +211,7 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
                 return True
             raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
 
+        wake = asyncio.ensure_future(signalled()) if signalled is not None else None
         try:
             await wait_until_async(
                 check, timeout, what=f"the backend to answer {path}", retry_on=(httpx.HTTPError,),
