@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import os
 import signal
@@ -794,6 +795,9 @@ def proxy_serve(
 
 
 def main() -> None:
+    # A command's imports make tens of thousands of objects that live as long as the process;
+    # a young-generation collection every 700 allocations (the default) scans them over and over.
+    gc.set_threshold(10_000, 10, 10)
     app()
 
 
