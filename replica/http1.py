@@ -3,9 +3,8 @@ running stack (on its unix socket).
 
 h11, the protocol library under httpx and uvicorn, writes the request and reads the
 reply; asyncio carries them (with TLS for ``https``). One request per connection, the
-whole exchange under one timeout, the reply's body capped. httpx would do the same,
-but a command that runs one scenario would spend longer importing it and its async
-backend than the probe takes.
+whole exchange under one timeout, the reply's body capped. httpx does this and much
+more; a command that runs one scenario need not import it and its async backend.
 """
 
 from __future__ import annotations
