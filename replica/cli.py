@@ -6,9 +6,9 @@ infrastructure error, 130 interrupted (everything started is stopped first).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
+import gc
 import json
 import os
 import signal
@@ -19,32 +19,17 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterator, Optional, 
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from replica import report
-from replica.auth.tokens import mint_with_claims
-from replica.drivers.base import Driver, LaneRequest
-from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
-from replica.drivers.stack import lanes_socket_path, read_state, stack_owner, stack_ownership, state_file, write_state
 from replica.errors import ConfigError, ReplicaError
-from replica.generic_catalog import PROJECT_HANDLER, project_probe, project_runs, select_runs
-from replica.project import Project, find_project
-from replica.probe import ProbeOptions, follow_up, probe
-from replica.reproduce import (
-    CRITERIA_REPEATS,
-    SEED_SCENARIO,
-    criteria_by_handler,
-    criteria_jobs,
-    explanations,
-    reproduce_jobs,
-    reproduce_runs,
-    reproduced,
-)
-from replica.runner import Job, RunResult, repeated, run_jobs
-from replica.scenarios import BackendSpec, Catalog, builtin_backend
+from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
 
+# A command imports what it uses when it runs: `replica --help` or `replica down` does not
+# load the catalog's models, the probe's clients or the backend's servers.
 if TYPE_CHECKING:
     from replica.diagnose import Candidate, Observed
+    from replica.drivers.base import Driver
+    from replica.project import Project
+    from replica.runner import Job, RunResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local staging replica with fault injection.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="The scenario catalog.")
@@ -56,10 +41,14 @@ app.add_typer(report_app, name="report")
 
 # Piped output (CI logs, files) gets room for the tables (a cause × seven fixes) instead of Rich's 80 columns.
 PIPED_WIDTH = 200
-out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
+# No ``:emoji:`` codes: text with colons (log lines, failpoint specs) prints as it is, and
+# Rich does not load its emoji table (tens of ms) for the first line printed.
+out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH, emoji=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH, emoji=False)
 
 CONFIG_HELP = "a project file (replica.toml; default: the one in the current directory): run its backend"
+#: `reproduce --repeat`: runs of the real cause per fix, for the success criteria (the first is the fix table's).
+CRITERIA_REPEATS = 3
 T = TypeVar("T")
 
 
@@ -103,6 +92,8 @@ def compose_available() -> bool:
 
 def project_option(config: Path | None) -> "Project | None":
     """``--config PATH``, else ``replica.toml`` in the current directory, else None (the built-in backend)."""
+    from replica.project import find_project
+
     return find_project(config, Path.cwd())
 
 
@@ -117,6 +108,8 @@ def check_driver(name: str) -> None:
 @contextlib.contextmanager
 def open_driver(name: str, parallel: int | None = None, project: "Project | None" = None) -> Iterator[Driver]:
     """The chosen driver, on a running stack of the same backend when there is one, else on a new one."""
+    from replica.drivers.stack import read_state
+
     check_driver(name)
     if name == "auto":
         name = "compose" if compose_available() and (project is None or project.compose_refusal() is None) else "local"
@@ -150,6 +143,8 @@ def open_driver(name: str, parallel: int | None = None, project: "Project | None
 
 
 def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list[RunResult]:
+    from replica.runner import run_jobs
+
     total = len(jobs)
     done = 0
 
@@ -167,12 +162,15 @@ def run_scenarios(driver: Driver, jobs: list[Job], *, live: bool = True) -> list
 
 def write_run_reports(results: list[RunResult], junit_path: Path | None, html_path: Path | None, command: str) -> None:
     """The JUnit and HTML reports a command was asked for."""
-    from replica.html_report import html_page
-    from replica.junit import results_junit
+    from replica import report
 
     if junit_path:
+        from replica.junit import results_junit
+
         report.write_text(junit_path, results_junit(results, suite=f"replica {command}"))
     if html_path:
+        from replica.html_report import html_page
+
         report.write_text(html_path, html_page(results, title=f"staging-replica: {command}"))
 
 
@@ -191,6 +189,12 @@ def reproduce(
     repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix expected to cure it, for the success criteria"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
+    from rich.table import Table
+
+    from replica import report
+    from replica.reproduce import SEED_SCENARIO, criteria_by_handler, explanations, reproduce_jobs, reproduce_runs, reproduced
+    from replica.scenarios import Catalog
+
     if code != "1011":
         raise ConfigError(f"only 1011 can be reproduced so far (got {code!r})")
     for path in (json_path, junit_path, html_path):
@@ -248,6 +252,11 @@ def scenarios_list(
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Every scenario and its fix checks."""
+    from rich.table import Table
+
+    from replica.generic_catalog import project_runs
+    from replica.scenarios import Catalog
+
     project = project_option(config)
     runs = Catalog.load().runs() if project is None else project_runs(project)
     table = Table(title="Scenarios", title_justify="left")
@@ -276,6 +285,10 @@ def scenarios_run(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: run only the K-th of N stable parts of the runs (merge the reports with `replica report merge`)"),
 ) -> None:
     """Run scenarios and compare each fingerprint with its expectation (a project's runs without one are observed)."""
+    from replica import report
+    from replica.generic_catalog import project_runs, select_runs
+    from replica.runner import repeated
+    from replica.scenarios import Catalog
     from replica.shard import parse_shard, plan, shard_jobs
 
     part = parse_shard(shard) if shard is not None else None
@@ -318,6 +331,8 @@ def summarize(
     **extra: object,
 ) -> None:
     """The runs' table, their failures, the JSON report and the counts; exits 1 if any run failed."""
+    from replica import report
+
     out.print(report.results_table(results))
     report.print_failures(err, results)
     if json_path:
@@ -339,8 +354,10 @@ def scenarios_freeze(
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
 ) -> None:
     """Run a project's scenarios and print what they showed as expectations (replica-expect.yaml)."""
+    from replica import report
     from replica.expectations import dump_expectations, freeze
     from replica.generic_catalog import generic_catalog
+    from replica.runner import repeated
 
     report.check_writable(out_path)
     project = project_option(config)
@@ -370,6 +387,7 @@ def report_merge(
     html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
 ) -> None:
     """Merge the shards' JSON reports into one and print the summary of the whole run."""
+    from replica import report
     from replica.report_merge import load_report, merge_reports, result_from_entry
 
     for path in (json_path, junit_path, html_path):
@@ -407,6 +425,7 @@ def read_observed(path: Path) -> "Observed":
 def catalog_candidates(driver: str, parallel: int | None, repeats: int, refresh: bool) -> list["Candidate"]:
     """The catalog's causes as run locally: from the cache, or run now and cached."""
     from replica import candidates
+    from replica.scenarios import Catalog
 
     chosen_name = "compose" if driver == "auto" and compose_available() else ("local" if driver == "auto" else driver)
     key = candidates.cache_key(repeats, chosen_name)
@@ -445,6 +464,8 @@ def diagnose(
 ) -> None:
     """Which cause of the catalog explains an observed failure, best first."""
     from replica import diagnose as dx
+    from replica import report
+    from replica.probe import ProbeOptions, follow_up, probe
 
     if (observed_path is None) == (url is None):
         raise ConfigError("give --observed FILE or --url URL (exactly one)")
@@ -524,7 +545,10 @@ def validate(
     parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
 ) -> None:
     """Check a handler against the seed's six success criteria, under the real cause."""
+    from replica import report
     from replica.backend.handlers.variants import BUILTIN_HANDLERS
+    from replica.reproduce import criteria_by_handler, criteria_jobs
+    from replica.scenarios import Catalog
 
     if ":" not in handler and handler not in BUILTIN_HANDLERS:
         raise ConfigError(f"unknown handler {handler!r}: use one of {', '.join(BUILTIN_HANDLERS)} or package.module:function")
@@ -547,6 +571,8 @@ def validate(
 
 def token_or_minted(token: str | None) -> str | None:
     """The token given, else one the running stack's auth service accepts (if a stack runs)."""
+    from replica.drivers.stack import read_state
+
     info = read_state()
     if token is None and info is not None:
         from replica.auth.tokens import mint_token
@@ -565,6 +591,10 @@ def probe_command(
     config: Optional[Path] = typer.Option(None, "--config", help="a project file (replica.toml): probe as its [probe] says"),
 ) -> None:
     """Connect like the staging test (or a project's [probe]) and print what a client sees."""
+    from replica import report
+    from replica.drivers.stack import read_state
+    from replica.probe import ProbeOptions, probe
+
     report.check_writable(json_path)
     project = project_option(config)
     info = read_state()
@@ -576,6 +606,8 @@ def probe_command(
         token = token_or_minted(token)
         options = ProbeOptions(e2e_headers=e2e_headers)
     else:
+        from replica.auth.tokens import mint_with_claims
+        from replica.generic_catalog import project_probe
         from replica.runner import options_from_spec, probe_token
 
         spec = project_probe(project)
@@ -606,9 +638,15 @@ def up(
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Start the replica and keep it running until Ctrl-C or `replica down`."""
+    import asyncio
+
+    from replica.drivers.base import LaneRequest
     from replica.drivers.local.driver import LocalDriver
     from replica.drivers.local.group import ProcessGroup
+    from replica.drivers.stack import lanes_socket_path, stack_ownership, state_file, write_state
     from replica.drivers.up.server import LanesServer
+    from replica.generic_catalog import PROJECT_HANDLER
+    from replica.scenarios import BackendSpec, builtin_backend
 
     project = project_option(config)
     if project is None:
@@ -665,6 +703,8 @@ def down(
     config: Optional[Path] = typer.Option(None, "--config", help="a project file: stop the stack only if it runs this project"),
 ) -> None:
     """Stop the stack `replica up` started (that very process, checked by pid and start time)."""
+    from replica.drivers.stack import read_state, stack_owner
+
     check_stack_project(config)
     owner = stack_owner()
     if owner is None or not owner.signal(signal.SIGTERM):
@@ -683,6 +723,9 @@ def status(
 ) -> None:
     """Show the running stack and whether each service answers."""
     import httpx
+    from rich.table import Table
+
+    from replica.drivers.stack import read_state, stack_owner
 
     project = check_stack_project(config)
     info = read_state()
@@ -724,6 +767,8 @@ def status(
 
 def check_stack_project(config: Path | None) -> Project | None:
     """The project given (or in the current directory); a running stack of another backend is a usage error."""
+    from replica.drivers.stack import read_state
+
     project = project_option(config)
     info = read_state()
     if project is not None and info is not None and info.project != str(project.file):
@@ -750,6 +795,9 @@ def proxy_serve(
 
 
 def main() -> None:
+    # A command's imports make tens of thousands of objects that live as long as the process;
+    # a young-generation collection every 700 allocations (the default) scans them over and over.
+    gc.set_threshold(10_000, 10, 10)
     app()
 
 

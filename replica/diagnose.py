@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from replica.evidence import frame_summary
 from replica.fingerprint import Fingerprint
-from replica.probe import FollowUp, Observation
+from replica.observation import FollowUp, Observation
 
 #: (field, weight, label): what counts most is what a dashboard shows first.
 FIELDS: tuple[tuple[str, int, str], ...] = (

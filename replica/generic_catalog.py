@@ -22,12 +22,14 @@ expectation file next to the project file (``replica-expect.yaml``, see
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from replica.errors import ConfigError
 from replica.expectations import EXPECT_FILE, load_expectations, with_expectations
-from replica.project import Project
 from replica.scenarios import BackendSpec, Catalog, HopDown, ProbeSpec, Scenario, ScenarioRun, ToxicSpec
+
+if TYPE_CHECKING:
+    from replica.project import Project
 
 #: The handler label of a project's runs: the project's own backend answers, not a variant.
 PROJECT_HANDLER = "project"

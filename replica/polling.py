@@ -12,9 +12,12 @@ import inspect
 import re
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from replica.errors import InfrastructureError
+
+if TYPE_CHECKING:
+    import asyncio
 
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
@@ -137,11 +140,14 @@ async def wait_until_async(
     what: str = "a condition",
     retry_on: tuple[type[BaseException], ...] = (OSError,),
     poll_max_s: float = _POLL_MAX_S,
+    wake: "asyncio.Future[Any] | None" = None,
 ) -> None:
     """:func:`wait_until` for asyncio code; ``check`` may be a coroutine function.
 
     Each try of an async ``check`` is cut off at the remaining time; polls back off
-    to ``poll_max_s``.
+    to ``poll_max_s``. ``wake``, a future done when the awaited thing has likely
+    happened (a server saying it serves), ends the pause before the next try early,
+    once: the try comes with the event, not at the next poll.
     """
     import asyncio
 
@@ -157,7 +163,11 @@ async def wait_until_async(
                 return
         except retry_on as exc:
             wait.last_error = exc
-        await asyncio.sleep(wait.next_sleep(loop.time()))
+        pause = wait.next_sleep(loop.time())
+        if wake is not None and not wake.done():
+            await asyncio.wait([wake], timeout=pause)
+        else:
+            await asyncio.sleep(pause)
 
 
 def wait_for_tcp(

@@ -16,19 +16,26 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from replica import http1
 from replica.fingerprint import ACCEPTED, NO_SERVER, TIMEOUT, Fingerprint
-from replica.tls import client_ssl_context
+from replica.observation import (  # noqa: F401  (the records are re-exported: the probe makes them)
+    BUILTIN_WELCOME,
+    PING,
+    PONG,
+    Flows,
+    FollowUp,
+    Observation,
+    TimelineEvent,
+    connect_time,
+    contains,
+)
+from replica.tls import tls_for
 
 USER_AGENT = "Netra-E2E-Tests/1.0"
-#: The built-in backend's welcome, as a subset the first messages are matched against.
-BUILTIN_WELCOME: dict[str, Any] = {"type": "system_message", "data": {"event": "connection_established"}}
-PING: dict[str, Any] = {"type": "ping"}
-PONG: dict[str, Any] = {"type": "pong"}
 
 
 def e2e_headers(token: str | None) -> dict[str, str]:
@@ -72,44 +79,6 @@ class ProbeOptions(BaseModel):
     flow_timeout_s: float = 5.0
 
 
-class TimelineEvent(BaseModel):
-    t_ms: float
-    event: str
-    detail: str = ""
-
-
-class Flows(BaseModel):
-    """The staging suite's other WebSocket flows, run after the pong."""
-
-    #: Types of the agent events a ``user_message`` got, up to ``agent_completed`` or an error.
-    agent_events: list[str] = []
-    heartbeat_ack: bool = False
-
-    @property
-    def agent_completed(self) -> bool:
-        return bool(self.agent_events) and self.agent_events[0] == "agent_started" and self.agent_events[-1] == "agent_completed"
-
-
-class Observation(BaseModel):
-    """Everything the probe saw: the fingerprint and how it got there."""
-
-    base_url: str
-    url: str
-    fingerprint: Fingerprint
-    #: Wall clock (epoch seconds) at the timeline's 0.
-    started_at: float = 0.0
-    #: From the connect to the welcome.
-    welcome_ms: float | None = None
-    flows: Flows | None = None
-    health_status: int | None = None
-    no_token_handshake: str | None = None
-    headers_sent: int = 0
-    has_authorization: bool = False
-    timeline: list[TimelineEvent] = []
-    messages: list[dict[str, Any]] = []
-    connect_ms: float | None = None
-
-
 def ws_url(base_url: str, path: str = "/ws") -> str:
     base = base_url.rstrip("/")
     if base.startswith("https://"):
@@ -117,13 +86,6 @@ def ws_url(base_url: str, path: str = "/ws") -> str:
     if base.startswith("http://"):
         return "ws://" + base[len("http://") :] + path
     return base if base.endswith(path) else base + path
-
-
-def contains(message: Any, subset: Any) -> bool:
-    """Whether ``message`` holds ``subset``: every key of a mapping, recursively; other values equal."""
-    if isinstance(subset, dict):
-        return isinstance(message, dict) and all(k in message and contains(message[k], v) for k, v in subset.items())
-    return message == subset
 
 
 @dataclass
@@ -219,22 +181,40 @@ async def _flows(ws: ClientConnection, options: ProbeOptions, rec: _Recorder, me
     return Flows(agent_events=events, heartbeat_ack=ack)
 
 
+async def _status(base_url: str, path: str, timeout: float) -> int:
+    """The status ``GET base_url + path`` answers; raises :class:`http1.HTTPError`."""
+    response = await http1.request("GET", base_url.rstrip("/") + path, timeout=timeout, tls=tls_for(base_url))
+    return response.status
+
+
+async def _health(base_url: str, path: str, options: ProbeOptions, rec: _Recorder) -> int | None:
+    """The health check's status (None: no answer)."""
+    try:
+        status = await _status(base_url, path, options.health_timeout_s)
+    except http1.HTTPError as exc:
+        rec.add("health", f"error: {exc.reason}")
+        return None
+    rec.add("health", str(status))
+    return status
+
+
+async def _nothing() -> None:
+    return None
+
+
 async def probe(base_url: str, token: str | None, options: ProbeOptions | None = None) -> Observation:
-    """Run the staging test's steps against ``base_url`` (``http(s)://host:port``)."""
+    """Run the staging test's steps against ``base_url`` (``http(s)://host:port``).
+
+    The health check and the connection without a token go side by side (neither
+    sees the other: one is a plain GET); the connection with the token starts once
+    both are over, so the server's log from its connect on is its own."""
     options = options or ProbeOptions()
     rec = _Recorder()
     url = ws_url(base_url, options.ws_path)
-    health_status: int | None = None
-    if options.health_path is not None:
-        try:
-            async with httpx.AsyncClient(timeout=options.health_timeout_s, verify=client_ssl_context()) as http:
-                response = await http.get(base_url.rstrip("/") + options.health_path)
-            health_status = response.status_code
-            rec.add("health", str(health_status))
-        except httpx.HTTPError as exc:
-            rec.add("health", f"error: {type(exc).__name__}")
-
-    no_token = await _check_no_token(url, options, rec) if options.check_no_token else None
+    health_status, no_token = await asyncio.gather(
+        _health(base_url, options.health_path, options, rec) if options.health_path is not None else _nothing(),
+        _check_no_token(url, options, rec) if options.check_no_token else _nothing(),
+    )
 
     headers = e2e_headers(token if options.with_token else None) if options.e2e_headers else {}
     if options.with_token and token and not options.e2e_headers:
@@ -315,35 +295,13 @@ async def probe(base_url: str, token: str | None, options: ProbeOptions | None =
     )
 
 
-def connect_time(observation: Observation) -> float:
-    """Epoch seconds when the probe's connection with a token began."""
-    t = next((e.t_ms for e in observation.timeline if e.event == "connect"), 0.0)
-    return observation.started_at + t / 1000
-
-
 # ----------------------------------------------------------------------------- follow-up
 
 
-class FollowUp(BaseModel):
-    """A second look after the first probe: readiness, then the same probe again."""
-
-    #: ``/health/ready`` right after the first probe (None: no answer).
-    ready_status: int | None = None
-    #: ``/health/ready`` when the second probe started.
-    ready_status_later: int | None = None
-    second: Fingerprint | None = None
-
-    def ready_text(self) -> str:
-        def word(code: int | None) -> str:
-            return {None: "no answer", 200: "ready", 404: "absent"}.get(code, f"not ready ({code})")
-
-        return word(self.ready_status) + ("" if self.ready_status_later == self.ready_status else f" → {word(self.ready_status_later)}")
-
-
-async def _ready_status(http: httpx.AsyncClient, base_url: str) -> int | None:
+async def _ready_status(base_url: str) -> int | None:
     try:
-        return (await http.get(base_url.rstrip("/") + "/health/ready")).status_code
-    except httpx.HTTPError:
+        return await _status(base_url, "/health/ready", READY_TIMEOUT_S)
+    except http1.HTTPError:
         return None
 
 
@@ -357,14 +315,13 @@ async def follow_up(
 ) -> FollowUp:
     """``/health/ready`` now; with ``again``, once it answers 200 or ``wait_s`` has passed,
     the same probe again (not when the server never answered: it would show nothing new)."""
-    async with httpx.AsyncClient(timeout=READY_TIMEOUT_S, verify=client_ssl_context()) as http:
-        first = later = await _ready_status(http, base_url)
-        if not again:
-            return FollowUp(ready_status=first, ready_status_later=first)
-        deadline = time.monotonic() + wait_s
-        while later != 200 and time.monotonic() < deadline:
-            await asyncio.sleep(READY_POLL_S)  # a bounded poll of the backend's readiness
-            later = await _ready_status(http, base_url)
+    first = later = await _ready_status(base_url)
+    if not again:
+        return FollowUp(ready_status=first, ready_status_later=first)
+    deadline = time.monotonic() + wait_s
+    while later != 200 and time.monotonic() < deadline:
+        await asyncio.sleep(READY_POLL_S)  # a bounded poll of the backend's readiness
+        later = await _ready_status(base_url)
     if first is None and later is None:
         return FollowUp()
     second = await probe(base_url, token, options.model_copy(update={"check_no_token": False, "e2e_flows": False}))

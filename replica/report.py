@@ -6,21 +6,22 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from replica import criteria
 from replica.backend.handlers.variants import VARIANTS
-from replica.criteria import Criterion
-from replica.diagnose import Ranked
 from replica.errors import ConfigError
 from replica.evidence import frame_summary
 from replica.fingerprint import ACCEPTED, Fingerprint
-from replica.probe import Observation
-from replica.runner import RunResult
+
+if TYPE_CHECKING:
+    from replica.criteria import Criterion
+    from replica.diagnose import Ranked
+    from replica.observation import Observation
+    from replica.runner import RunResult
 
 
 def debug_block(observation: Observation, *, title: str = "WEBSOCKET DEBUG") -> str:
@@ -155,6 +156,8 @@ def fix_matrix(results: Iterable[RunResult], causes: list[str]) -> Table:
 
 def criteria_matrix(by_handler: dict[str, list[Criterion]], repeats: int) -> Table:
     """The six success criteria × handler: met or not, and what the repeats showed."""
+    from replica import criteria
+
     title = f"Success criteria against the real cause ({repeats} runs of each fix expected to cure it, 1 of the others)"
     table = Table(title=title if repeats > 1 else "Success criteria against the real cause", title_justify="left")
     table.add_column("criterion")

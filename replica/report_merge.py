@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from replica.errors import ConfigError
 from replica.evidence import Evidence
-from replica.probe import Observation
+from replica.observation import Observation
 from replica.runner import RunResult
 from replica.shard import Shard, parse_shard
 

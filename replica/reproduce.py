@@ -27,8 +27,6 @@ STAGING_OBSERVATION = Observed(
     }
 )
 SEED_SCENARIO = "seed-1011"
-#: Runs of the real cause per handler for the success criteria (the first is the fix table's).
-CRITERIA_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ def reproduced(results: list[RunResult], catalog: Catalog) -> RunResult | None:
     return None
 
 
-def reproduce_jobs(runs: list[ScenarioRun], repeats: int = CRITERIA_REPEATS) -> list[Job]:
+def reproduce_jobs(runs: list[ScenarioRun], repeats: int) -> list[Job]:
     """Each run once, the real cause's with the E2E flows for the success criteria; those
     the catalog expects to be served (welcome and pong) ``repeats`` times. A fix expected
     to fail has failed the criteria on its first run and is not repeated."""

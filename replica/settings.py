@@ -9,6 +9,7 @@ Backend (``python -m replica.backend``):
 ``ENVIRONMENT``                  ``staging`` (default), ``production``, ``development``
 ``REPLICA_HOST`` / ``REPLICA_PORT``  listen address (default 127.0.0.1:8000)
 ``REPLICA_FD``                   an inherited socket, bound by the harness, to serve on instead
+``REPLICA_NOTIFY_FD``            an inherited socket the backend writes one byte to once it serves (readiness)
 ``REPLICA_DATABASE_URL``         ``postgresql://user:pw@host:port/db`` (via the fault proxy)
 ``REPLICA_REDIS_URL``            ``redis://host:port/0`` (via the fault proxy)
 ``REPLICA_AUTH_URL``             ``http://host:port`` of the auth service (via the fault proxy)
@@ -47,6 +48,8 @@ class BackendSettings(BaseModel):
     port: int = 8000
     #: A socket the harness bound and handed over (no port race); host/port are then unused.
     fd: int | None = Field(default=None, ge=0)
+    #: A socket the harness waits on: one byte once the server serves (its EOF: the process is gone).
+    notify_fd: int | None = Field(default=None, ge=0)
     database_url: str = "postgresql://replica:replica@127.0.0.1:5432/replica"
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth_url: str = "http://127.0.0.1:8081"

@@ -4,6 +4,7 @@ with one uvicorn worker (binds first, as staging ran it)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -59,17 +60,36 @@ def serve(settings: BackendSettings, config: BackendConfig | None = None) -> int
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, also telling a blocking startup in progress to give up on SIGTERM."""
+    """uvicorn's server, also telling a blocking startup in progress to give up on SIGTERM,
+    and the harness (``notify_fd``) once it serves."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, notify_fd: int | None = None) -> None:
         super().__init__(config)
         self._app = app
+        self._notify_fd = notify_fd
         self.signalled = False
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)  # exits the process if the app's startup failed
+        if self._notify_fd is not None:
+            notify_serving(self._notify_fd)
+            self._notify_fd = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.signalled = True
         request_stop(self._app)
         super().handle_exit(sig, frame)
+
+
+def notify_serving(fd: int) -> None:
+    """One byte on the harness's readiness socket, which is then closed: the harness
+    waiting for this backend checks it at once instead of at its next poll."""
+    try:
+        os.write(fd, b"1")
+    except OSError:  # the harness stopped waiting: nothing to tell
+        pass
+    finally:
+        os.close(fd)
 
 
 def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
@@ -82,6 +102,7 @@ def _serve_uvicorn(app: FastAPI, settings: BackendSettings) -> int:
             **uvicorn_options(settings),
         ),
         app,
+        settings.notify_fd,
     )
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these
     # handlers in place that re-raise is absorbed and the process exits 0.
@@ -111,7 +132,7 @@ def _worker_class(settings: BackendSettings, app: FastAPI) -> type:
 
         async def _serve(self) -> None:
             self.config.app = self.wsgi
-            server = _Server(self.config, app)
+            server = _Server(self.config, app, settings.notify_fd)
             install_sigquit = getattr(self, "_install_sigquit_handler", None)
             if install_sigquit is not None:
                 install_sigquit()

@@ -13,6 +13,7 @@ one else uses (compose). Nothing is picked "free" and hoped to stay so.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -29,7 +30,7 @@ from replica.drivers.base import BackendOutcome, LaneRequest
 from replica.errors import USAGE_ERROR, ConfigError, InfrastructureError
 from replica.polling import wait_until_async
 from replica.scenarios import HopDown, ToxicSpec
-from replica.tls import client_ssl_context
+from replica.tls import tls_for
 
 if TYPE_CHECKING:
     from replica.project import Endpoint, Project
@@ -85,13 +86,16 @@ class LaneFaults:
 
 
 async def delete_proxies(client: AsyncToxiproxyClient, names: list[str]) -> None:
-    """Delete proxies, newest first, ignoring ones already gone. Deleting a proxy closes
+    """Delete proxies, all at once, ignoring ones already gone. Deleting a proxy closes
     its connections, which frees a backend blocked on a hung dependency."""
-    for name in reversed(names):
+
+    async def delete(name: str) -> None:
         try:
             await client.delete_proxy(name)
         except ToxiproxyError:  # NotFound included: already gone
             pass
+
+    await asyncio.gather(*(delete(name) for name in names))
 
 
 # ----------------------------------------------------------------------------- backend
@@ -186,12 +190,16 @@ def phase_finished(ready: httpx.Response, phase: str) -> bool:
 
 async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, probe_after: str) -> BackendOutcome:
     """Until the backend answers ``/health`` (and, unless ``probe_after`` is ``listening``,
-    ``/health/ready`` shows that startup phase finished), exits, or ``timeout`` runs out."""
+    ``/health/ready`` shows that startup phase finished), exits, or ``timeout`` runs out.
+
+    A backend that signals when it serves or exits (``signalled()``: the local driver's
+    forks) is checked the moment it does, not at the next poll."""
     path = "/health" if probe_after == "listening" else "/health/ready"
     started = time.monotonic()
     exited: list[int] = []
+    signalled = getattr(backend, "signalled", None)
 
-    async with httpx.AsyncClient(timeout=0.5, verify=client_ssl_context()) as http:
+    async with httpx.AsyncClient(timeout=0.5, verify=tls_for(health_url)) as http:
 
         async def check() -> bool:
             code = await backend.exit_code()
@@ -203,12 +211,17 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
                 return True
             raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
 
+        wake = asyncio.ensure_future(signalled()) if signalled is not None else None
         try:
             await wait_until_async(
-                check, timeout, what=f"the backend to answer {path}", retry_on=(httpx.HTTPError,), poll_max_s=READY_POLL_MAX_S
+                check, timeout, what=f"the backend to answer {path}", retry_on=(httpx.HTTPError,),
+                poll_max_s=READY_POLL_MAX_S, wake=wake,
             )
         except InfrastructureError as exc:
             return BackendOutcome(False, exc.message)
+        finally:
+            if wake is not None:
+                wake.cancel()
     if exited:
         tail = [line for line in (await backend.log(15)).splitlines() if line.strip()]
         detail = f"backend exited with code {exited[0]}: {tail[-1] if tail else 'no output'}"
@@ -305,7 +318,7 @@ class LaneDriver(ABC):
         names = {hop: f"{hop}-{lane_id}" for hop in hops}
         backend: RunningBackend | None = None
         async with self.slot() as slot, AsyncToxiproxyClient(
-            self.toxiproxy_url, timeout=5.0, verify=client_ssl_context()
+            self.toxiproxy_url, timeout=5.0, verify=tls_for(self.toxiproxy_url)
         ) as client:
             place = await self.place_backend(slot)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -369,15 +370,19 @@ def test_ctrl_c_during_teardown_does_not_cut_it_short(tmp_path: Path) -> None:
         harness.wait(timeout=5)
 
 
-def _pipes() -> int:
-    """How many pipes this process holds open."""
+def _open(kind: str) -> int:
+    """How many descriptors of ``kind`` (``pipe``, ``socket``) this process holds open."""
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(f"{kind}:")
         except OSError:  # the fd listdir itself used
             pass
     return count
+
+
+def _pipes() -> int:
+    return _open("pipe")
 
 
 def test_a_stopped_fork_frees_its_pipes_and_its_place_in_the_group() -> None:
@@ -451,7 +456,6 @@ def test_closing_the_fork_server_lets_a_start_in_flight_finish_and_refuses_later
 def test_a_start_whose_caller_is_cancelled_and_closes_its_listener_leaves_the_fork_server_working(capfd) -> None:
     """Ctrl-C cancels a lane while its backend is being forked on a worker thread, and
     the lane's teardown closes its listener at once: the fork server must not see that."""
-    import asyncio
 
     forks = ForkServer()
     env = {**os.environ, "JWT_SECRET": "s" * 32}
@@ -480,3 +484,36 @@ def test_a_start_whose_caller_is_cancelled_and_closes_its_listener_leaves_the_fo
         group.add_cleanup(after.kill)
         wait_for_http(f"{url}/health", timeout=30, process=after, what="a fork after the cancelled ones")
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_fork_signals_once_it_serves_and_once_it_is_gone() -> None:
+    """The readiness socket: a byte when the backend serves (it answers at once, no retry),
+    end of file when a fork exits without serving; a stopped fork closes its end."""
+    forks = ForkServer()
+    with ProcessGroup() as group, bind_loopback() as nowhere:  # dependencies that refuse (background startup ignores them)
+        group.add_cleanup(forks.close)
+        unreachable = f"127.0.0.1:{nowhere.getsockname()[1]}"
+        env = {
+            **os.environ, "REPLICA_STARTUP_MODE": "background", "REPLICA_AUTH_URL": f"http://{unreachable}",
+            "REPLICA_DATABASE_URL": f"postgresql://u:p@{unreachable}/d", "REPLICA_REDIS_URL": f"redis://{unreachable}/0",
+        }
+        started = []
+        for name, extra in (("serves", {}), ("refuses", {"REPLICA_HANDLER": "no_such_module_here:endpoint"})):
+            with bind_loopback() as listener:
+                port = listener.getsockname()[1]
+                fork = forks.start(
+                    "replica.backend.__main__:main", {**env, **extra}, group.path("logs", f"{name}.log"), name,
+                    listener=listener, fd_env="REPLICA_FD",
+                )
+            group.add_cleanup(fork.kill)
+            started.append((fork, port))
+        (serves, port), (refuses, _port) = started
+        asyncio.run(asyncio.wait_for(serves.signalled(), 30))
+        assert port_is_open("127.0.0.1", port), "signalled before it served"
+        assert serves.poll() is None
+        asyncio.run(asyncio.wait_for(refuses.signalled(), 30))  # its exit ends the wait
+        wait_until(lambda: refuses.poll() is not None, 10, what="the refusing fork to be reaped")
+        assert refuses.poll() == 2
+        sockets = _open("socket")
+        assert serves.kill() is not None and refuses.kill() == 2
+        assert _open("socket") == sockets - 2, "a stopped fork kept its readiness socket"

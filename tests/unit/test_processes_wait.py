@@ -10,7 +10,7 @@ import time
 import pytest
 
 from replica.drivers.local.ports import ensure_port_free, free_port
-from replica import interrupts
+from replica import interrupts, polling
 from replica.interrupts import install_sigterm_handler
 from replica.polling import port_is_open, wait_until, wait_until_async
 from replica.errors import ConfigError, InfrastructureError, ReplicaError
@@ -88,6 +88,43 @@ def test_wait_until_async_cuts_off_a_hanging_check() -> None:
             wait_until_async(hangs, 0.3, what="a hanging check", retry_on=(OSError, asyncio.TimeoutError))
         )
     assert time.monotonic() - started < 2.0
+
+
+def test_wait_until_async_tries_again_as_soon_as_it_is_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pause after a failed try would last a minute; the wake cuts it short."""
+    monkeypatch.setattr(polling, "_POLL_FIRST_S", 60.0)
+
+    async def main() -> int:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tries: list[int] = []
+
+        def check() -> bool:
+            tries.append(1)
+            if len(tries) == 1:
+                asyncio.get_running_loop().call_soon(wake.set_result, None)  # the event comes during the pause
+            return len(tries) == 2
+
+        await wait_until_async(check, 120.0, what="the second try", wake=wake)
+        return len(tries)
+
+    started = time.monotonic()
+    assert asyncio.run(main()) == 2
+    assert time.monotonic() - started < 30.0
+
+
+def test_wait_until_async_is_woken_once_then_polls_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wake that is already done does not turn the wait into a busy loop."""
+    monkeypatch.setattr(polling, "_POLL_FIRST_S", 0.05)
+    tries: list[int] = []
+
+    async def main() -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        wake.set_result(None)
+        await wait_until_async(lambda: bool(tries.append(1)), 0.5, what="nothing", wake=wake, poll_max_s=0.05)
+
+    with pytest.raises(InfrastructureError, match="timed out after 0.5s waiting for nothing"):
+        asyncio.run(main())
+    assert 3 <= len(tries) <= 12  # one try per 50 ms pause, not thousands
 
 
 def test_free_port_is_bindable_and_closed() -> None:

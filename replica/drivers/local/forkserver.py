@@ -12,6 +12,11 @@ fork with the start request (``SCM_RIGHTS``) and its descriptor number is put in
 the server's environment (``REPLICA_FD``, ``AUTH_FD``), so no port is ever picked
 "free" and hoped to stay so. A fork dies with the fork server, and the fork server
 with the harness.
+
+Each fork also gets one end of a socket pair (``$REPLICA_NOTIFY_FD``): a server
+that writes a byte to it once it serves (the backend does) is seen ready at once,
+and its end closing tells that the process is gone, so a readiness wait is woken
+by the event instead of finding it at its next poll.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from replica.drivers.local.process import tail_lines
 from replica.errors import InfrastructureError
 from replica.interrupts import held_interrupts
 
+#: Where a fork finds its end of the readiness socket.
+NOTIFY_ENV = "REPLICA_NOTIFY_FD"
 #: Imported once by the fork server: everything a server needs, with its shared
 #: state warmed up.
 PRELOAD = ["replica.drivers.local.preload"]
@@ -84,7 +91,9 @@ def _release_fork_server_fds() -> None:
     multiprocessing.resource_tracker._resource_tracker._fd = None
 
 
-def _child(main: str, env: dict[str, str], log_path: str, listener: socket.socket, fd_env: str) -> None:
+def _child(
+    main: str, env: dict[str, str], log_path: str, listener: socket.socket, fd_env: str, notify: socket.socket
+) -> None:
     """Runs in the fork: become a session, log to the file, serve on ``listener``."""
     _release_fork_server_fds()
     os.setsid()
@@ -101,6 +110,7 @@ def _child(main: str, env: dict[str, str], log_path: str, listener: socket.socke
     os.environ.clear()
     os.environ.update(env)
     os.environ[fd_env] = str(listener.detach())  # the server owns the descriptor from here
+    os.environ[NOTIFY_ENV] = str(notify.detach())
     sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     module, _, function = main.partition(":")
     sys.exit(getattr(importlib.import_module(module), function)())
@@ -128,7 +138,9 @@ class ForkedProcess:
     closed, which frees the two pipes it holds, and it is :attr:`finished`.
     """
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, name: str, log_path: Path) -> None:
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, name: str, log_path: Path, notify: socket.socket
+    ) -> None:
         assert process.pid is not None, "a ForkedProcess wraps a started process"
         self._process: multiprocessing.process.BaseProcess | None = process
         self.pid: int = process.pid
@@ -138,6 +150,7 @@ class ForkedProcess:
         self._state = threading.Lock()  # guards the swap of _process for _exitcode
         self._killing = threading.Lock()  # one kill at a time: the lane's and the teardown's
         self._stopping: asyncio.Future[int | None] | None = None
+        self._notify = notify  # our end of the readiness socket (non-blocking)
 
     @property
     def returncode(self) -> int | None:
@@ -185,6 +198,7 @@ class ForkedProcess:
                 self._process = None
             with _PROCESS_TABLE:
                 process.close()
+            self._notify.close()
             return self._exitcode
 
     # -- RunningBackend --------------------------------------------------------------
@@ -194,6 +208,11 @@ class ForkedProcess:
 
     async def log(self, n_lines: int = 40) -> str:
         return self.log_tail(n_lines)
+
+    async def signalled(self) -> None:
+        """Returns once the server says it serves, or its process is gone (whichever first).
+        Cancel it before :meth:`kill` if it has not returned."""
+        await asyncio.get_running_loop().sock_recv(self._notify, 1)
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop it in the background (graceful, then killed): the next run need not
@@ -269,13 +288,21 @@ class ForkServer:
         """Fork a server running ``main`` (``module:function``) on ``listener``, whose
         descriptor it finds in ``$fd_env``. The caller keeps (and closes) its own copy."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
         process = self._ctx.Process(
-            target=_child, args=(main, dict(env), str(log_path), listener, fd_env), name=name, daemon=True
+            target=_child, args=(main, dict(env), str(log_path), listener, fd_env, theirs), name=name, daemon=True
         )
         # On the main thread a Ctrl-C waits until the fork is made (the caller raises it once it
         # holds the fork): cut into multiprocessing's request, it would kill the fork server.
-        with _main_module_hidden(), _PROCESS_TABLE, held_interrupts():
-            if self._closed:  # a start that lost the race with close(): it must not launch a new fork server
-                raise InfrastructureError("the fork server is stopped: the stack is shutting down")
-            process.start()
-        return ForkedProcess(process, name, log_path)
+        try:
+            with _main_module_hidden(), _PROCESS_TABLE, held_interrupts():
+                if self._closed:  # a start that lost the race with close(): it must not launch a new fork server
+                    raise InfrastructureError("the fork server is stopped: the stack is shutting down")
+                process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the fork holds the other end now: its exit closes the pair
+        return ForkedProcess(process, name, log_path, ours)

@@ -10,12 +10,16 @@ import replica.backend.handlers.preload  # noqa: F401  (every built-in variant, 
 import replica.auth.__main__  # noqa: F401
 import replica.drivers.local.forkserver  # noqa: F401  (each fork's entry point, unpickled in the fork)
 
+import anyio._backends._asyncio  # noqa: F401  (httpx's async backend, imported on a client's first request)
 import asyncpg  # noqa: F401
 import httpcore._async.connection_pool  # noqa: F401
 import httpcore._async.http11  # noqa: F401
 import pydantic.v1  # noqa: F401  (FastAPI loads it lazily when an app is built)
 import redis.asyncio  # noqa: F401
+import uvicorn.lifespan.on  # noqa: F401
+import uvicorn.loops.auto  # noqa: F401
 import uvicorn.loops.uvloop  # noqa: F401
+import uvicorn.protocols.http.auto  # noqa: F401
 import uvicorn.protocols.http.httptools_impl  # noqa: F401
 import uvicorn.protocols.websockets.websockets_impl  # noqa: F401
 

@@ -8,7 +8,9 @@ on the running stack without paying for a fork server of their own:
   up (201), 429 when ``max_open_lanes`` (default :data:`MAX_OPEN_LANES`) are
   open or opening, 502 when the stack could not start it;
 * ``GET /lanes`` lists the open lanes, ``GET /lanes/{id}/log?lines=N`` gives a
-  backend's log tail (N in 0–:data:`MAX_LOG_LINES`), ``DELETE /lanes/{id}`` stops it.
+  backend's log tail (N in 0–:data:`MAX_LOG_LINES`), ``DELETE /lanes/{id}`` closes
+  it: its proxies are gone when the 204 comes; its backend's stop (graceful, then
+  killed) goes on in the background, off the client's path.
 
 A lane whose backend refused its settings is closed at once (the answer says
 why); so is one whose client went away while it opened. Request bodies are

@@ -1,48 +1,88 @@
 """A driver that opens lanes on a stack ``replica up`` keeps running (see ``replica.drivers.up.api``).
 
 The running stack does the whole lane lifecycle; this side sends the
-:class:`~replica.drivers.base.LaneRequest`, gets the lane's address and proxies
-back, and applies after-ready faults through the same :class:`LaneFaults`.
+:class:`~replica.drivers.base.LaneRequest` over the stack's unix socket
+(:mod:`replica.http1`) and gets the lane's address, its outcome and its proxies
+back. A lane's :class:`LaneFaults` (a client of the fault proxy) is made only when
+something asks for it: a run that only probes pays for no client it does not use.
 """
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
-import httpx
-
-from faults.toxiproxy.client import AsyncToxiproxyClient
+from replica import http1
 from replica.auth.tokens import mint_token, mint_with_claims
 from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, LaneRequest
-from replica.drivers.lanes import LaneFaults
 from replica.drivers.stack import StackInfo
 from replica.errors import InfrastructureError
-from replica.tls import client_ssl_context
+from replica.tls import tls_for
+
+if TYPE_CHECKING:
+    from faults.toxiproxy.client import AsyncToxiproxyClient
+    from replica.drivers.lanes import LaneFaults
+
+#: How long the stack may take to answer a request other than opening a lane.
+API_TIMEOUT_S = 30.0
+
+
+class LanesAPI:
+    """The running stack's lanes API, over its unix socket."""
+
+    def __init__(self, url: str, socket: str) -> None:
+        self.url = url
+        self.socket = socket
+
+    async def call(self, method: str, path: str, *, timeout: float = API_TIMEOUT_S, **kwargs: Any) -> http1.Response:
+        try:
+            return await http1.request(method, self.url + path, timeout=timeout, unix_socket=self.socket, **kwargs)
+        except http1.HTTPError as exc:
+            raise InfrastructureError(f"the running stack did not answer ({exc}); check `replica status`") from exc
 
 
 class RemoteLane:
     """A lane the running stack opened for this process."""
 
-    def __init__(self, http: httpx.AsyncClient, faults: LaneFaults, info: dict) -> None:
-        self._http = http
-        self.faults = faults
+    def __init__(self, api: LanesAPI, toxiproxy_url: str, info: dict) -> None:
+        self._api = api
+        self._toxiproxy_url = toxiproxy_url
+        self._toxiproxy: AsyncToxiproxyClient | None = None
+        self._faults: LaneFaults | None = None
         self.id: str = info["id"]
         self.base_url: str = info["base_url"]
+        self.proxies: dict[str, str] = info["proxies"]
         self.outcome = BackendOutcome(**info["outcome"])
 
+    @property
+    def faults(self) -> "LaneFaults":
+        """The lane's proxies and the faults on them, through the stack's fault proxy."""
+        if self._faults is None:
+            from faults.toxiproxy.client import AsyncToxiproxyClient
+            from replica.drivers.lanes import LaneFaults
+
+            self._toxiproxy = AsyncToxiproxyClient(self._toxiproxy_url, verify=tls_for(self._toxiproxy_url))
+            self._faults = LaneFaults(self._toxiproxy, self.proxies)
+        return self._faults
+
     async def backend_log(self, n_lines: int = 40) -> str:
-        response = await self._http.get(f"/lanes/{self.id}/log", params={"lines": n_lines})
-        return response.json().get("log", "") if response.status_code == 200 else ""
+        response = await self._api.call("GET", f"/lanes/{self.id}/log", params={"lines": n_lines})
+        return response.json().get("log", "") if response.status == 200 else ""
+
+    async def aclose(self) -> None:
+        """Close the fault proxy's client, if one was made; the lane itself is the stack's to close."""
+        if self._toxiproxy is not None:
+            await self._toxiproxy.aclose()
 
 
 class RemoteDriver:
     name = "local"
 
     def __init__(self, info: StackInfo, *, max_parallel_lanes: int = DEFAULT_PARALLEL_LANES) -> None:
-        if not info.lanes_url:
+        if not info.lanes_url or not info.lanes_socket:
             raise InfrastructureError("the running stack does not serve lanes; restart it with `replica up`")
         self.info = info
+        self.api = LanesAPI(info.lanes_url, info.lanes_socket)
         self.max_parallel_lanes = max_parallel_lanes
 
     def mint_token(self, sub: str = "staging-e2e-user-001", claims: Mapping[str, Any] | None = None) -> str:
@@ -52,23 +92,17 @@ class RemoteDriver:
 
     @asynccontextmanager
     async def lane(self, request: LaneRequest) -> AsyncIterator[RemoteLane]:
-        assert self.info.lanes_url is not None
-        async with httpx.AsyncClient(
-            base_url=self.info.lanes_url, timeout=request.ready_timeout_s + 30,
-            transport=httpx.AsyncHTTPTransport(uds=self.info.lanes_socket),
-        ) as http, AsyncToxiproxyClient(self.info.toxiproxy_url, verify=client_ssl_context()) as client:
+        response = await self.api.call("POST", "/lanes", json=request.model_dump(mode="json"), timeout=request.ready_timeout_s + 30)
+        if response.status != 201:
+            raise InfrastructureError(f"the running stack could not open a lane: {response.body.decode(errors='replace')}")
+        lane = RemoteLane(self.api, self.info.toxiproxy_url, response.json())
+        try:
+            yield lane
+        finally:
             try:
-                response = await http.post("/lanes", json=request.model_dump(mode="json"))
-            except httpx.HTTPError as exc:
-                raise InfrastructureError(f"the running stack did not answer ({exc!r}); check `replica status`") from exc
-            if response.status_code != 201:
-                raise InfrastructureError(f"the running stack could not open a lane: {response.text}")
-            info = response.json()
-            lane = RemoteLane(http, LaneFaults(client, info["proxies"]), info)
-            try:
-                yield lane
+                await self.api.call("DELETE", f"/lanes/{lane.id}")
             finally:
-                await http.delete(f"/lanes/{lane.id}")
+                await lane.aclose()
 
     def close(self) -> None:
         """Nothing to tear down here: the stack belongs to `replica up`."""

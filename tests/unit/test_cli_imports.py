@@ -1,0 +1,71 @@
+"""A command imports what it uses: the CLI starts without the catalog's models, the
+probe's clients or the backend's servers, and a scenario run on a running stack
+without httpx (and its async backend) or anything of the servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+#: Never needed in the process of a command that only reads, prints or asks a running stack.
+SERVERS = ("asyncpg", "redis", "fastapi", "starlette", "uvicorn", "gunicorn")
+HTTPX = ("httpx", "httpcore", "anyio")
+
+
+def loaded_after(code: str) -> set[str]:
+    """Top-level packages a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_no_model_client_or_server() -> None:
+    loaded = loaded_after("import replica.cli")
+    assert "typer" in loaded and "rich" in loaded
+    for package in ("pydantic", "yaml", "jwt", "websockets", "h11", *HTTPX, *SERVERS):
+        assert package not in loaded, f"`import replica.cli` loads {package}"
+
+
+def test_a_run_on_a_running_stack_loads_neither_httpx_nor_a_server() -> None:
+    """Every module `scenarios run` imports on its way to a running stack's lanes API."""
+    code = "\n".join(
+        [
+            "import replica.cli, replica.report, replica.generic_catalog, replica.runner, replica.shard",
+            "import replica.drivers.stack, replica.drivers.up.remote",
+            "from replica.scenarios import Catalog",
+            "Catalog.load().select(['healthy'])",
+        ]
+    )
+    loaded = loaded_after(code)
+    assert {"pydantic", "yaml", "websockets", "h11", "jwt"} <= loaded
+    for package in (*HTTPX, *SERVERS):
+        assert package not in loaded, f"a run on a running stack loads {package}"
+
+
+@pytest.mark.parametrize(
+    ("command", "unused"),
+    [
+        (["--help"], ("pydantic", "yaml", "websockets", "h11", *HTTPX, *SERVERS)),
+        (["scenarios", "list"], ("websockets", "h11", "jwt", *HTTPX, *SERVERS)),
+    ],
+)
+def test_a_command_loads_only_what_it_uses(command: list[str], unused: tuple[str, ...]) -> None:
+    code = "\n".join(
+        [
+            "import sys, replica.cli",
+            f"sys.argv = ['replica', *{command!r}]",
+            "try:",
+            "    replica.cli.main()",
+            "except SystemExit as exc:",
+            "    assert exc.code in (0, None), exc.code",
+        ]
+    )
+    loaded = loaded_after(code)
+    for package in unused:
+        assert package not in loaded, f"`replica {' '.join(command)}` loads {package}"
