@@ -185,7 +185,7 @@ def reproduce(
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
     html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
     repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix expected to cure it, for the success criteria"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
@@ -279,7 +279,7 @@ def scenarios_run(
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
     html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
     expect: Optional[Path] = typer.Option(None, "--expect", help="with a project: the expectation file (default: replica-expect.yaml next to it)"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: run only the K-th of N stable parts of the runs (merge the reports with `replica report merge`)"),
@@ -351,7 +351,7 @@ def scenarios_freeze(
     repeat: int = typer.Option(3, min=1, max=100, help="runs of each scenario; their spread widens the timing ranges"),
     out_path: Optional[Path] = typer.Option(None, "--out", help="write the expectations here (default: standard output)"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
 ) -> None:
     """Run a project's scenarios and print what they showed as expectations (replica-expect.yaml)."""
     from replica import report
@@ -460,7 +460,7 @@ def diagnose(
     refresh: bool = typer.Option(False, help="run the causes again even when cached"),
     follow_up_wait: float = typer.Option(10.0, min=0, max=600, help="with --url: seconds to wait for /health/ready before probing again"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
 ) -> None:
     """Which cause of the catalog explains an observed failure, best first."""
     from replica import diagnose as dx
@@ -542,7 +542,7 @@ def validate(
     repeat: int = typer.Option(10, min=1, help="runs against the real cause"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs and the criteria as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes at once (default: the driver's)"),
+    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
 ) -> None:
     """Check a handler against the seed's six success criteria, under the real cause."""
     from replica import report
@@ -590,7 +590,7 @@ def probe_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the observation as JSON"),
     config: Optional[Path] = typer.Option(None, "--config", help="a project file (replica.toml): probe as its [probe] says"),
 ) -> None:
-    """Connect like the staging test (or a project's [probe]) and print what a client sees."""
+    """Connect like the staging test (or a project's \\[probe]) and print what a client sees."""
     from replica import report
     from replica.drivers.stack import read_state
     from replica.probe import ProbeOptions, probe
