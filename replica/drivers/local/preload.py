@@ -23,6 +23,18 @@ import uvicorn.protocols.http.auto  # noqa: F401
 import uvicorn.protocols.http.httptools_impl  # noqa: F401
 import uvicorn.protocols.websockets.websockets_impl  # noqa: F401
 
+import io
+import linecache
+import sys
+import tokenize
+
 from replica.tls import client_ssl_context
 
 client_ssl_context()
+
+# FastAPI reads each endpoint's source on its first request (for error context): compile
+# tokenize's patterns and read the backend's source files here, once, not in every fork.
+list(tokenize.generate_tokens(io.StringIO("pass\n").readline))
+for _module in [m for name, m in sys.modules.items() if name.startswith("replica.backend")]:
+    if getattr(_module, "__file__", None):
+        linecache.getlines(_module.__file__)
