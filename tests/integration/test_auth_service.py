@@ -12,7 +12,7 @@ import pytest
 
 from replica.auth.tokens import mint_token
 from replica.drivers.local.group import ProcessGroup
-from replica.drivers.local.ports import free_port
+from replica.drivers.local.ports import bind_loopback
 from replica.drivers.local.process import ManagedProcess
 from replica.polling import wait_for_http, wait_until
 
@@ -28,9 +28,10 @@ def group() -> Iterator[ProcessGroup]:
 @pytest.fixture(scope="module")
 def auth(group: ProcessGroup) -> Iterator[tuple[str, str, ManagedProcess]]:
     secret = secrets.token_urlsafe(32)
-    port = free_port()
-    env = {**os.environ, "AUTH_HOST": "127.0.0.1", "AUTH_PORT": str(port), "JWT_SECRET": secret}
-    process = group.start([sys.executable, "-m", "replica.auth"], name="auth", env=env)
+    with bind_loopback() as listener:  # bound here and handed over: no port race
+        port = listener.getsockname()[1]
+        env = {**os.environ, "AUTH_HOST": "127.0.0.1", "AUTH_FD": str(listener.fileno()), "JWT_SECRET": secret}
+        process = group.start([sys.executable, "-m", "replica.auth"], name="auth", env=env, pass_fds=[listener.fileno()])
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/health", timeout=20, process=process, what="the auth service")
     yield url, secret, process
@@ -93,8 +94,11 @@ def test_the_secret_never_reaches_the_log(auth: tuple[str, str, ManagedProcess])
 
 def test_missing_secret_refuses_to_start(group: ProcessGroup) -> None:
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
-    env.update(AUTH_PORT=str(free_port()))
-    process = group.start([sys.executable, "-m", "replica.auth"], name="auth-nosecret", env=env)
+    with bind_loopback() as listener:
+        env.update(AUTH_FD=str(listener.fileno()))
+        process = group.start(
+            [sys.executable, "-m", "replica.auth"], name="auth-nosecret", env=env, pass_fds=[listener.fileno()]
+        )
     wait_until(lambda: process.poll() is not None, 20, what="the auth service to exit")
     assert process.returncode != 0
     assert "JWT_SECRET is not set" in process.log_tail(20)

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from replica.auth.tokens import mint_token
 from replica.backend.auth_client import encode_subprotocol_token
 from replica.drivers.local.group import ProcessGroup
-from replica.drivers.local.ports import free_port
+from replica.drivers.local.ports import bind_loopback
 from replica.drivers.local.process import ManagedProcess
 from replica.polling import port_is_open, wait_for_http, wait_for_tcp, wait_until
 from replica.drivers.local.postgres import PostgresServer
@@ -74,10 +74,10 @@ class Backend:
 @pytest.fixture(scope="module")
 def stack(server_group: ProcessGroup, postgres_server: PostgresServer, redis_server: RedisServer) -> Iterator[Stack]:
     secret = secrets.token_urlsafe(32)
-    with ProcessGroup() as group:
-        port = free_port()
-        env = {**os.environ, "AUTH_HOST": "127.0.0.1", "AUTH_PORT": str(port), "JWT_SECRET": secret}
-        auth = group.start([sys.executable, "-m", "replica.auth"], name="auth", env=env)
+    with ProcessGroup() as group, bind_loopback() as listener:  # bound here and handed over: no port race
+        port = listener.getsockname()[1]
+        env = {**os.environ, "AUTH_HOST": "127.0.0.1", "AUTH_FD": str(listener.fileno()), "JWT_SECRET": secret}
+        auth = group.start([sys.executable, "-m", "replica.auth"], name="auth", env=env, pass_fds=[listener.fileno()])
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/health", timeout=20, process=auth, what="the auth service")
         yield Stack(group, postgres_server.url, redis_server.url, url, secret)
@@ -100,11 +100,14 @@ def backend_env(stack: Stack, port: int, **settings: str) -> dict[str, str]:
 
 
 def launch(stack: Stack, *, wait: bool = True, pythonpath: str | None = None, **settings: str) -> Backend:
-    port = free_port()
-    env = backend_env(stack, port, **settings)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    process = stack.group.start([sys.executable, "-m", "replica.backend"], name=f"backend-{port}", env=env)
+    with bind_loopback() as listener:  # bound here and handed over: no other server can take the port
+        port = listener.getsockname()[1]
+        env = {**backend_env(stack, port, **settings), "REPLICA_FD": str(listener.fileno())}
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        process = stack.group.start(
+            [sys.executable, "-m", "replica.backend"], name=f"backend-{port}", env=env, pass_fds=[listener.fileno()]
+        )
     backend = Backend(process, port)
     if wait:
         try:

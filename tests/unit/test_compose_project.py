@@ -62,7 +62,9 @@ def test_the_build_context_leaves_out_what_dockerignore_names_as_docker_does(tmp
     for name in ("secrets/key.pem", "debug.log", "keep.log", "web/node_modules/x.js", "web/app.js", "app/main.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x\n")
-    with tarfile.open(fileobj=io.BytesIO(build_context(tmp_path, None))) as tar:
+    context = build_context(tmp_path, None)
+    assert b"@PaxHeader" not in context  # `docker build -` reads a PAX stream as a Dockerfile
+    with tarfile.open(fileobj=io.BytesIO(context)) as tar:
         files = {Path(info.name).as_posix() for info in tar.getmembers() if info.isfile()}
     # The Dockerfile is sent even when ignored, as `docker build` sends it.
     assert files == {"Dockerfile", ".dockerignore", "keep.log", "web/app.js", "app/main.py"}

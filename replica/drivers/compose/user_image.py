@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import subprocess
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -64,13 +66,18 @@ def ignore_patterns(directory: Path) -> list[str]:
 
 
 def build_context(directory: Path, ca: Path | None) -> bytes:
-    """``directory`` as a tar build context as ``docker build DIR`` would send it, plus ``ca`` as ``ca-bundle.crt``."""
-    from docker.utils.build import create_archive, exclude_paths  # the .dockerignore rules, as Docker applies them
+    """``directory`` as a tar build context as ``docker build DIR`` would send it, plus ``ca`` as ``ca-bundle.crt``.
 
-    included = sorted(exclude_paths(str(directory), ignore_patterns(directory)))
-    extra = [("ca-bundle.crt", ca.read_text())] if ca is not None else []
-    with create_archive(str(directory), files=included, extra_files=extra) as archive:
-        return archive.read()
+    GNU tar format: ``docker build -`` takes a PAX-format stream for a Dockerfile."""
+    from docker.utils.build import exclude_paths  # the .dockerignore rules, as Docker applies them
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in sorted(exclude_paths(str(directory), ignore_patterns(directory))):
+            tar.add(directory / name, arcname=name, recursive=False)
+        if ca is not None:
+            tar.add(ca, arcname="ca-bundle.crt")
+    return buffer.getvalue()
 
 
 def project_image(project: Project, images_env: Path, progress=lambda _m: None) -> str:

@@ -83,11 +83,13 @@ class ProcessGroup:
         user: str | int | None = None,
         group: str | int | None = None,
         stdin: bytes | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> ManagedProcess:
         """Start ``argv`` as a :class:`ManagedProcess` owned by this group.
 
         The log goes to ``<tmp>/logs/<name>.log`` unless ``log_path`` is given;
-        ``stdin`` (a secret, say) is written to its input, which is then closed.
+        ``stdin`` (a secret, say) is written to its input, which is then closed;
+        ``pass_fds`` are inherited (a listening socket the caller bound, say).
         """
         if self._closed:
             raise RuntimeError("ProcessGroup is closed")
@@ -101,6 +103,7 @@ class ProcessGroup:
             user=user,
             group=group,
             stdin=stdin,
+            pass_fds=pass_fds,
         )
         self.processes.append(process)
         raise_if_interrupted()

@@ -142,6 +142,7 @@ class ManagedProcess:
         user: str | int | None = None,
         group: str | int | None = None,
         stdin: bytes | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.name = name
@@ -169,6 +170,7 @@ class ManagedProcess:
             start_new_session=True,
             preexec_fn=_make_preexec(os.getpid()),
             close_fds=True,
+            pass_fds=tuple(pass_fds),
             **extra,
         )
         try:
