@@ -13,8 +13,9 @@ one changed line, and the run fails until the fix lands::
         close_code: 1013
         close_after_ms: {min: 0, max: 250}
 
-Timings are frozen as ranges around what was seen: ``max(3 × spread, 50 ms,
-10 % of the slowest)`` on each side, never below 0. A field that differed between
+Timings are frozen as ranges around what was seen: ``max(3 × spread, 250 ms,
+10 % of the slowest)`` on each side, never below 0 (250 ms: what a loaded machine's
+scheduling adds, the slack ``replica diagnose`` allows too). A field that differed between
 the runs being frozen is left out and reported. Pure: text in, text out.
 """
 
@@ -35,7 +36,8 @@ from replica.scenarios import ScenarioRun
 EXPECT_FILE = "replica-expect.yaml"
 #: Fields compared for equality (``close_after_ms`` is a range).
 EXACT_FIELDS = ("handshake", "welcome", "close_code", "close_reason", "closed_by", "pong")
-MIN_MARGIN_MS = 50.0
+#: The least slack on each side: a close frozen at 12 ms came at 81 ms on a loaded 2-core machine.
+MIN_MARGIN_MS = 250.0
 SPREAD_FACTOR = 3.0
 RELATIVE_MARGIN = 0.1
 FROZEN_LABEL = "frozen"
