@@ -517,3 +517,25 @@ def test_a_fork_signals_once_it_serves_and_once_it_is_gone() -> None:
         sockets = _open("socket")
         assert serves.kill() is not None and refuses.kill() == 2
         assert _open("socket") == sockets - 2, "a stopped fork kept its readiness socket"
+
+
+def _blocked_signals(status: str) -> int:
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+
+
+def test_the_forking_thread_leaves_ctrl_c_to_the_main_thread_and_its_children_get_signals() -> None:
+    """The kernel hands a process's SIGINT to any thread that does not block it: the
+    forking thread blocks it (so it reaches the main thread), its children do not."""
+    harness_signals = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    with ProcessGroup() as group:
+        box: dict[str, ManagedProcess] = {}
+        worker = threading.Thread(target=lambda: box.update(p=group.start([PY, "-c", SLEEPER], name="from-a-thread")))
+        worker.start()
+        worker.join()
+        from replica.drivers.local.process import _FORKING_THREAD
+
+        forking = _FORKING_THREAD._thread
+        assert forking is not None and forking.is_alive()
+        assert _blocked_signals(Path(f"/proc/self/task/{forking.native_id}/status").read_text()) & harness_signals == harness_signals
+        assert _blocked_signals(Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()) & harness_signals == 0
+        assert _blocked_signals(Path(f"/proc/{box['p'].pid}/status").read_text()) & harness_signals == 0

@@ -51,6 +51,9 @@ def _load_prctl() -> Callable[[int, int], int] | None:
 _PRCTL = _load_prctl()
 
 
+_HARNESS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _make_preexec(parent_pid: int) -> Callable[[], None] | None:
     """Child-side setup: die with the parent (best effort, Linux only)."""
     prctl = _PRCTL
@@ -58,6 +61,7 @@ def _make_preexec(parent_pid: int) -> Callable[[], None] | None:
         return None
 
     def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HARNESS_SIGNALS)  # the forking thread blocks them; a child must not
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
@@ -81,6 +85,9 @@ class _ForkingThread:
         self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:
+        # A Ctrl-C or SIGTERM for the harness must reach a thread that acts on it: delivered
+        # to this one, idle in get(), it would leave the main thread asleep in a blocking call.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HARNESS_SIGNALS)
         while True:
             fn, future = self._queue.get()
             try:
