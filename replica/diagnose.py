@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from replica.evidence import frame_summary
-from replica.fingerprint import Fingerprint
+from replica.fingerprint import TIMING_SLACK_MS, Fingerprint
 from replica.observation import FollowUp, Observation
 
 #: (field, weight, label): what counts most is what a dashboard shows first.
@@ -33,10 +33,6 @@ FIELDS: tuple[tuple[str, int, str], ...] = (
     ("pong", 1, "pong"),
 )
 CLOSE_FIELDS = ("close_code", "close_reason", "closed_by", "close_after_ms")
-#: A close within this many ms of a cause's local range is the same timing: a remote
-#: staging adds network round trips and a slower host (63 ms there, 5 ms here).
-TIMING_SLACK_MS = 250.0
-
 #: Features that can tell causes with the same fingerprint apart, and how to name them.
 FEATURES: dict[str, str] = {
     "server_log": "what the server logged",

@@ -30,14 +30,12 @@ import yaml
 from pydantic import ValidationError
 
 from replica.errors import ConfigError
-from replica.fingerprint import Expectation, Fingerprint, Range
+from replica.fingerprint import TIMING_SLACK_MS, Expectation, Fingerprint, Range
 from replica.scenarios import ScenarioRun
 
 EXPECT_FILE = "replica-expect.yaml"
 #: Fields compared for equality (``close_after_ms`` is a range).
 EXACT_FIELDS = ("handshake", "welcome", "close_code", "close_reason", "closed_by", "pong")
-#: The least slack on each side: a close frozen at 12 ms came at 81 ms on a loaded 2-core machine.
-MIN_MARGIN_MS = 250.0
 SPREAD_FACTOR = 3.0
 RELATIVE_MARGIN = 0.1
 FROZEN_LABEL = "frozen"
@@ -78,7 +76,7 @@ def judge(expect: Expectation | None, observed: Fingerprint) -> tuple[Verdict, l
 def widen(values: Sequence[float]) -> Range:
     """A range around observed timings, wide enough for the next runs on a loaded machine."""
     low, high = min(values), max(values)
-    margin = max(SPREAD_FACTOR * (high - low), MIN_MARGIN_MS, RELATIVE_MARGIN * high)
+    margin = max(SPREAD_FACTOR * (high - low), TIMING_SLACK_MS, RELATIVE_MARGIN * high)
     return Range(min=max(0, math.floor(low - margin)), max=math.ceil(high + margin))
 
 

@@ -45,6 +45,11 @@ class Fingerprint(BaseModel):
         return ", ".join(parts)
 
 
+#: The least slack a close time is judged with (frozen expectations, diagnosis): what a
+#: loaded machine's scheduling, or a remote staging's round trips, add (63 ms there, 5 ms here).
+TIMING_SLACK_MS = 250.0
+
+
 class Range(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
