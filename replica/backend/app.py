@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket
 
 from faults import FailpointError, FailpointSpec, failpoint
-from replica.tls import client_ssl_context
+from replica.backend.auth_client import auth_http
 from replica.backend import injection
 from replica.backend.handlers import Handler, HandlerLoadError, load_handler
 from replica.backend.startup import StartupError, close_resources, init_state, run_startup
@@ -76,7 +77,7 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
-        app.state.auth_http = httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context())
+        app.state.auth_http = auth_http(settings)
         logger.info(
             "backend %s: environment=%s handler=%s startup=%s failpoints=%r defects=%s",
             app.state.server_id, settings.environment, settings.handler, settings.startup_mode,
@@ -101,30 +102,43 @@ def create_app(settings: BackendSettings, config: BackendConfig | None = None) -
             await close_resources(app)
             logger.info("backend stopped")
 
-    app = FastAPI(title="staging replica backend", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="staging replica backend", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+        routes=list(routes()),
+    )
     app.state.settings = settings
     app.state.defects = config.defects
+    app.state.handler = config.handler
     app.state.server_id = f"backend-{socket.gethostname()}-{os.getpid()}"
     init_state(app, settings)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        """Shallow, as in the incident: 200 as soon as the process serves."""
-        return {"status": "healthy"}
-
-    @app.get("/health/ready")
-    async def ready() -> JSONResponse:
-        report = app.state.startup_report.to_dict()
-        report["environment"] = settings.environment
-        return JSONResponse(report, status_code=200 if app.state.startup_complete else 503)
-
-    handler = config.handler
-
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket) -> None:
-        await handler(websocket)
-
     return app
+
+
+async def health() -> dict[str, str]:
+    """Shallow, as in the incident: 200 as soon as the process serves."""
+    return {"status": "healthy"}
+
+
+async def ready(request: Request) -> JSONResponse:
+    state = request.app.state
+    report = state.startup_report.to_dict()
+    report["environment"] = state.settings.environment
+    return JSONResponse(report, status_code=200 if state.startup_complete else 503)
+
+
+async def ws(websocket: WebSocket) -> None:
+    await websocket.app.state.handler(websocket)
+
+
+@functools.cache
+def routes() -> tuple[BaseRoute, ...]:
+    """The backend's routes, built once per process: they read everything else from
+    ``app.state``, so every app (and every fork of a process that built them) shares them."""
+    router = APIRouter()
+    router.add_api_route("/health", health, methods=["GET"])
+    router.add_api_route("/health/ready", ready, methods=["GET"])
+    router.add_api_websocket_route("/ws", ws)
+    return tuple(router.routes)
 
 
 async def _blocking_startup(app: FastAPI, settings: BackendSettings) -> None:

@@ -11,12 +11,15 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import httpx
 from starlette.websockets import WebSocket
 
 from replica.tls import client_ssl_context
+
+if TYPE_CHECKING:
+    from replica.settings import BackendSettings
 
 logger = logging.getLogger("replica.auth_client")
 
@@ -32,6 +35,12 @@ class AuthResult:
     permissions: tuple[str, ...] = ()
     error: str | None = None
     unavailable: bool = False  # the auth service could not be reached (not the token's fault)
+
+
+def auth_http(settings: BackendSettings) -> httpx.AsyncClient:
+    """A client for the auth service the settings name: its timeout, the shared TLS
+    context, and no proxy from the environment (the harness chose that address)."""
+    return httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context(), trust_env=False)
 
 
 def offered_subprotocols(websocket: WebSocket) -> list[str]:
@@ -102,6 +111,6 @@ async def authenticate(websocket: WebSocket) -> AuthResult:
     settings = state.settings
     client: httpx.AsyncClient | None = getattr(state, "auth_http", None)
     if client is None:
-        async with httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context()) as own:
+        async with auth_http(settings) as own:
             return await validate_remote(own, settings.auth_url, token)
     return await validate_remote(client, settings.auth_url, token)

@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
-import httpx
 import redis.asyncio as aioredis
+from redis.driver_info import DriverInfo
 from fastapi import FastAPI
 
 from faults import failpoint
-from replica.tls import client_ssl_context
+from replica.backend.auth_client import auth_http
 from replica.backend.services import AgentSupervisor, ThreadService, create_schema
 from replica.settings import BackendSettings
 
 logger = logging.getLogger("replica.startup")
+#: redis-py reads its own version from the package metadata for each client unless told (~3 ms a fork).
+REDIS_DRIVER = DriverInfo()
 
 PHASES: tuple[str, ...] = ("INIT", "DEPENDENCIES", "DATABASE", "CACHE", "SERVICES", "FINALIZE")
 PhaseStatus = Literal["pending", "running", "ok", "failed", "cancelled"]
@@ -128,7 +130,7 @@ async def run_startup(app: FastAPI, settings: BackendSettings) -> None:
 
     async def dependencies(phase: PhaseReport) -> None:
         await failpoint("startup.dependencies")
-        async with httpx.AsyncClient(timeout=settings.auth_timeout_s, verify=client_ssl_context()) as client:
+        async with auth_http(settings) as client:
             response = await client.get(settings.auth_url.rstrip("/") + "/health")
         if response.status_code != 200:
             raise StartupError(f"auth service health returned HTTP {response.status_code}")
@@ -143,7 +145,9 @@ async def run_startup(app: FastAPI, settings: BackendSettings) -> None:
 
     async def cache(phase: PhaseReport) -> None:
         await failpoint("startup.cache")
-        client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, driver_info=REDIS_DRIVER
+        )
         app.state.redis = client
         await client.ping()
 

@@ -199,7 +199,7 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
     exited: list[int] = []
     signalled = getattr(backend, "signalled", None)
 
-    async with httpx.AsyncClient(timeout=0.5, verify=tls_for(health_url)) as http:
+    async with httpx.AsyncClient(timeout=0.5, verify=tls_for(health_url), trust_env=False) as http:
 
         async def check() -> bool:
             code = await backend.exit_code()
