@@ -49,7 +49,7 @@ MISSES: list[str] = []
 
 def replica(args: list[str], env: dict[str, str]) -> float:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "replica.cli", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "replica", *args], cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started
     if result.returncode == 1:
         MISSES.append(f"replica {' '.join(args)}: {result.stdout.strip().splitlines()[-1]}")
@@ -104,7 +104,7 @@ EXAMPLE = ["--config", str(REPO / "examples" / "chat" / "replica.toml")]
 @contextlib.contextmanager
 def running_stack(env: dict[str, str], *up_args: str) -> Iterator[None]:
     """``replica up`` (with ``up_args``) until the block ends."""
-    proc = subprocess.Popen([sys.executable, "-m", "replica.cli", "up", *up_args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "replica", "up", *up_args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = Path(env["REPLICA_STATE_DIR"]) / "stack.json"
     try:
         deadline = time.monotonic() + 120

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import os
 import signal
@@ -21,7 +20,9 @@ import typer
 from rich.console import Console
 
 from replica.errors import ConfigError, ReplicaError
-from replica.interrupts import ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible
+from replica.interrupts import (
+    announce_interrupt, ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible,
+)
 
 # A command imports what it uses when it runs: `replica --help` or `replica down` does not
 # load the catalog's models, the probe's clients or the backend's servers.
@@ -64,7 +65,7 @@ def cli_errors(func: Callable) -> Callable:
             err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err.print("interrupted: everything this run started has been stopped")
+            announce_interrupt()
             restore = ignore_interrupts  # exiting: a second Ctrl-C must not change the exit code
             raise typer.Exit(130) from None
         finally:
@@ -794,12 +795,3 @@ def proxy_serve(
     run(host, port, str(config) if config else None, seed)
 
 
-def main() -> None:
-    # A command's imports make tens of thousands of objects that live as long as the process;
-    # a young-generation collection every 700 allocations (the default) scans them over and over.
-    gc.set_threshold(10_000, 10, 10)
-    app()
-
-
-if __name__ == "__main__":
-    main()

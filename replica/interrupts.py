@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
@@ -96,6 +97,19 @@ def install_interrupt_handlers() -> Callable[[], None]:
             signal.signal(sig, handler)
 
     return restore
+
+
+_announced = False
+
+
+def announce_interrupt() -> None:
+    """Say once, on stderr, that the command stopped on an interrupt; from then on
+    ignore the next (exiting, a second Ctrl-C must not change the exit code)."""
+    global _announced
+    ignore_interrupts()
+    if not _announced:
+        _announced = True
+        print("interrupted: everything this run started has been stopped", file=sys.stderr, flush=True)
 
 
 def ignore_interrupts() -> None:

@@ -90,7 +90,7 @@ def one_round(args: list[str], delay: float, scratch: Path) -> tuple[bool, str |
     env = dict(os.environ, TMPDIR=str(scratch / "tmp"), REPLICA_STATE_DIR=str(scratch / "state"), REPLICA_RAM_DIR="")
     (scratch / "tmp").mkdir(mode=0o711)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replica.cli", *args], cwd=REPO, env=env,
+        [sys.executable, "-m", "replica", *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
     )
     first = first_line(proc)  # the delay counts from the command's first word, not from the interpreter's start

@@ -160,7 +160,7 @@ def test_probe_after_waits_for_a_startup_phase(driver: ComposeDriver) -> None:
 def test_a_scenario_runs_on_the_cli_with_the_compose_driver(images: dict[str, str], tmp_path) -> None:
     env = {**__import__("os").environ, "REPLICA_COMPOSE_PROJECT_PREFIX": f"sr-cli-{uuid.uuid4().hex[:6]}", "COLUMNS": "200"}
     out = subprocess.run(
-        [sys.executable, "-m", "replica.cli", "scenarios", "run", "healthy", "--driver", "compose",
+        [sys.executable, "-m", "replica", "scenarios", "run", "healthy", "--driver", "compose",
          "--json", str(tmp_path / "runs.json")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
     )
@@ -224,7 +224,7 @@ def test_ctrl_c_on_the_cli_leaves_nothing(images: dict[str, str], when: str) -> 
     prefix = f"sr-cli-{uuid.uuid4().hex[:6]}"
     env = {**__import__("os").environ, "REPLICA_COMPOSE_PROJECT_PREFIX": prefix, "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replica.cli", "scenarios", "run", "healthy", "--driver", "compose"],
+        [sys.executable, "-m", "replica", "scenarios", "run", "healthy", "--driver", "compose"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

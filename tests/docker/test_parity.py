@@ -26,7 +26,7 @@ def replica(args: list[str], tmp_path: Path, timeout: float = 900) -> subprocess
         "COLUMNS": "200",
     }
     return subprocess.run(
-        [sys.executable, "-m", "replica.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "replica", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def replica_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "replica.cli", *args]
+    return [sys.executable, "-m", "replica", *args]
 
 
 def cli_env(state_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -58,10 +58,10 @@ def test_a_run_on_a_running_stack_loads_neither_httpx_nor_a_server() -> None:
 def test_a_command_loads_only_what_it_uses(command: list[str], unused: tuple[str, ...]) -> None:
     code = "\n".join(
         [
-            "import sys, replica.cli",
+            "import sys, replica.__main__",
             f"sys.argv = ['replica', *{command!r}]",
             "try:",
-            "    replica.cli.main()",
+            "    replica.__main__.main()",
             "except SystemExit as exc:",
             "    assert exc.code in (0, None), exc.code",
         ]

@@ -1,0 +1,72 @@
+"""``replica`` (and ``python -m replica``): the command's first steps, before anything
+heavy is imported.
+
+* From the first instant, Ctrl-C and SIGTERM end the command with one
+  "interrupted:" line and exit 130; an interrupt while the command's modules load
+  would otherwise print a traceback (and a SIGTERM would leave what started).
+* A command line that will start a local stack starts its fork server at once:
+  the fork server imports the servers on the other core while the command loads,
+  so the stack is ready sooner. A wrong guess costs only that fork server, which
+  is stopped at exit.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+#: Commands that start a local stack (unless another driver is chosen or ``replica up`` runs one).
+STACK_COMMANDS = (("reproduce",), ("validate",), ("up",), ("scenarios", "run"), ("scenarios", "freeze"))
+
+
+def starts_local_stack(argv: list[str]) -> bool:
+    """Whether ``replica ARGV`` will start a local stack, judged from the words alone."""
+    if not any(tuple(argv[: len(command)]) == command for command in STACK_COMMANDS):
+        return False
+    if "--help" in argv or "-h" in argv:
+        return False
+    for k, arg in enumerate(argv):
+        if arg == "--driver":
+            return argv[k + 1 : k + 2] == ["local"]
+        if arg.startswith("--driver="):
+            return arg == "--driver=local"
+    return True
+
+
+def _start_fork_server_early() -> None:
+    from replica.drivers.stack import state_file
+
+    if not state_file().exists():  # else the command may use that running stack
+        from replica.drivers.local.forkserver import start_early
+
+        start_early()
+
+
+def main() -> None:
+    # A command's imports make tens of thousands of objects that live as long as the process;
+    # a young-generation collection every 700 allocations (the default) scans them over and over.
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        from replica.interrupts import install_interrupt_handlers
+
+        install_interrupt_handlers()
+        if starts_local_stack(sys.argv[1:]):
+            _start_fork_server_early()
+        from replica.cli import app
+
+        app(prog_name="replica")
+    except KeyboardInterrupt:
+        from replica.interrupts import announce_interrupt
+
+        announce_interrupt()
+        sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer's answer to an interrupt while it parses the command line
+            from replica.interrupts import announce_interrupt
+
+            announce_interrupt()
+        raise
+
+
+if __name__ == "__main__":
+    main()
