@@ -47,6 +47,7 @@ PIPED_WIDTH = 200
 out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH, emoji=False)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH, emoji=False)
 
+PARALLEL_HELP = "lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"
 CONFIG_HELP = "a project file (replica.toml; default: the one in the current directory): run its backend"
 #: `reproduce --repeat`: runs of the real cause per fix, for the success criteria (the first is the fix table's).
 CRITERIA_REPEATS = 3
@@ -186,7 +187,7 @@ def reproduce(
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
     html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
+    parallel: Optional[int] = typer.Option(None, min=1, help=PARALLEL_HELP),
     repeat: int = typer.Option(CRITERIA_REPEATS, min=1, help="runs of the real cause per fix expected to cure it, for the success criteria"),
 ) -> None:
     """Reproduce the seed's 1011, tell its cause from the seed's hypotheses, and check each fix."""
@@ -280,7 +281,7 @@ def scenarios_run(
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="write the runs as JUnit XML to this file (for CI)"),
     html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page of the runs to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
+    parallel: Optional[int] = typer.Option(None, min=1, help=PARALLEL_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
     expect: Optional[Path] = typer.Option(None, "--expect", help="with a project: the expectation file (default: replica-expect.yaml next to it)"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: run only the K-th of N stable parts of the runs (merge the reports with `replica report merge`)"),
@@ -352,7 +353,7 @@ def scenarios_freeze(
     repeat: int = typer.Option(3, min=1, max=100, help="runs of each scenario; their spread widens the timing ranges"),
     out_path: Optional[Path] = typer.Option(None, "--out", help="write the expectations here (default: standard output)"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
+    parallel: Optional[int] = typer.Option(None, min=1, help=PARALLEL_HELP),
 ) -> None:
     """Run a project's scenarios and print what they showed as expectations (replica-expect.yaml)."""
     from replica import report
@@ -461,7 +462,7 @@ def diagnose(
     refresh: bool = typer.Option(False, help="run the causes again even when cached"),
     follow_up_wait: float = typer.Option(10.0, min=0, max=600, help="with --url: seconds to wait for /health/ready before probing again"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
+    parallel: Optional[int] = typer.Option(None, min=1, help=PARALLEL_HELP),
 ) -> None:
     """Which cause of the catalog explains an observed failure, best first."""
     from replica import diagnose as dx
@@ -543,7 +544,7 @@ def validate(
     repeat: int = typer.Option(10, min=1, help="runs against the real cause"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the runs and the criteria as JSON to this file"),
     driver: str = typer.Option("local", help="local | compose | auto"),
-    parallel: Optional[int] = typer.Option(None, min=1, help="lanes computing at once (default: the driver's); runs that wait by design get lanes of their own"),
+    parallel: Optional[int] = typer.Option(None, min=1, help=PARALLEL_HELP),
 ) -> None:
     """Check a handler against the seed's six success criteria, under the real cause."""
     from replica import report

@@ -213,11 +213,13 @@ def wait_for_http(
     """Wait until ``GET url`` answers with ``status``."""
     import httpx
 
-    from replica.tls import client_ssl_context
+    from replica.tls import tls_for
+
+    tls = tls_for(url)
 
     def check() -> bool:
         try:
-            response = httpx.get(url, timeout=0.5, verify=client_ssl_context())
+            response = httpx.get(url, timeout=0.5, verify=tls, trust_env=False)
         except httpx.HTTPError:
             return False
         return response.status_code == status

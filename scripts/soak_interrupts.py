@@ -1,11 +1,12 @@
 """Ctrl-C soak: interrupt a replica command at random moments, many times, and
 check that each interrupt is clean.
 
-    .venv/bin/python scripts/soak_interrupts.py [--count N] [--seed S] [--max-delay SECONDS] [-- REPLICA ARGS...]
+    .venv/bin/python scripts/soak_interrupts.py [--count N] [--seed S] [--max-delay SECONDS] [--from-start] [-- REPLICA ARGS...]
 
 Each round starts ``replica ARGS`` (default ``scenarios run --all``) with its own
 state and temp dirs and, a delay drawn from [0, max-delay] (seeded, so a failing
-round can be replayed) after the command printed its first line, sends SIGINT.
+round can be replayed) after the command printed its first line (``--from-start``:
+after the process started, to hit it while its modules load), sends SIGINT.
 It then requires: exit 130 with one ``interrupted:`` line and no traceback or
 asyncio complaint (or a normal exit if the command had already finished), no
 process left behind — this script is a child subreaper, so even a process that
@@ -85,7 +86,7 @@ def first_line(proc: subprocess.Popen[bytes]) -> bytes:
     return seen
 
 
-def one_round(args: list[str], delay: float, scratch: Path) -> tuple[bool, str | None]:
+def one_round(args: list[str], delay: float, scratch: Path, from_start: bool = False) -> tuple[bool, str | None]:
     """Whether the command was interrupted (not finished first), and what was wrong (None: clean)."""
     env = dict(os.environ, TMPDIR=str(scratch / "tmp"), REPLICA_STATE_DIR=str(scratch / "state"), REPLICA_RAM_DIR="")
     (scratch / "tmp").mkdir(mode=0o711)
@@ -93,7 +94,9 @@ def one_round(args: list[str], delay: float, scratch: Path) -> tuple[bool, str |
         [sys.executable, "-m", "replica", *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
     )
-    first = first_line(proc)  # the delay counts from the command's first word, not from the interpreter's start
+    # The delay counts from the command's first line, or (from_start) from the process's start,
+    # to hit the command while its modules load.
+    first = b"" if from_start else first_line(proc)
     try:
         proc.wait(timeout=delay)
         interrupted = False
@@ -139,6 +142,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1011)
     parser.add_argument("--max-delay", type=float, default=8.0, help="seconds; cover the command's whole run")
+    parser.add_argument("--from-start", action="store_true", help="count the delay from the process's start, not its first line")
     parser.add_argument("command", nargs="*", default=["scenarios", "run", "--all"])
     options = parser.parse_args()
     become_subreaper()
@@ -150,7 +154,7 @@ def main() -> int:
         scratch = Path(tempfile.mkdtemp(prefix="replica-soak-"))
         scratch.chmod(0o711)
         try:
-            was_interrupted, problem = one_round(options.command, delay, scratch)
+            was_interrupted, problem = one_round(options.command, delay, scratch, options.from_start)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         interrupted += was_interrupted
@@ -161,7 +165,8 @@ def main() -> int:
             print(f"{index + 1}/{options.count} rounds, {len(bad)} bad", flush=True)
     print(
         f"{options.count - len(bad)}/{options.count} rounds clean, {interrupted} of them interrupted mid-run "
-        f"(seed {options.seed}, SIGINT after 0–{options.max_delay:g} s)"
+        f"(seed {options.seed}, SIGINT 0–{options.max_delay:g} s after "
+        f"{'the start' if options.from_start else 'the first line'})"
     )
     return 1 if bad else 0
 

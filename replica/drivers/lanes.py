@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 
 from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
+from replica import http1
 from replica.auth.tokens import mint_token, mint_with_claims
 from replica.drivers.base import BackendOutcome, LaneRequest
 from replica.errors import USAGE_ERROR, ConfigError, InfrastructureError
@@ -41,6 +41,8 @@ DEPENDENCIES = ("postgres", "redis", "auth")
 HOPS = (*DEPENDENCIES, "backend")
 #: Readiness polls back off from 5 ms to this: a fresh backend answers within ~0.1-0.5 s.
 READY_POLL_MAX_S = 0.02
+#: One readiness request's limit (a backend that accepted but does not answer is tried again).
+HEALTH_TIMEOUT_S = 0.5
 
 
 # ----------------------------------------------------------------------------- faults
@@ -179,7 +181,11 @@ def backend_environment(request: LaneRequest, dependency_urls: Mapping[str, str]
 # ----------------------------------------------------------------------------- readiness
 
 
-def phase_finished(ready: httpx.Response, phase: str) -> bool:
+class NotReady(Exception):
+    """The backend answered, but not (yet) that it is ready."""
+
+
+def phase_finished(ready: http1.Response, phase: str) -> bool:
     """Whether ``/health/ready`` reports ``phase`` as done (ok, failed or cancelled)."""
     try:
         phases = {p["name"]: p["status"] for p in ready.json()["phases"]}
@@ -199,29 +205,29 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
     exited: list[int] = []
     signalled = getattr(backend, "signalled", None)
 
-    async with httpx.AsyncClient(timeout=0.5, verify=tls_for(health_url), trust_env=False) as http:
+    tls = tls_for(health_url)
 
-        async def check() -> bool:
-            code = await backend.exit_code()
-            if code is not None:
-                exited.append(code)
-                return True
-            response = await http.get(health_url + path)
-            if response.status_code == 200 or (path != "/health" and phase_finished(response, probe_after)):
-                return True
-            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+    async def check() -> bool:
+        code = await backend.exit_code()
+        if code is not None:
+            exited.append(code)
+            return True
+        response = await http1.request("GET", health_url + path, timeout=HEALTH_TIMEOUT_S, tls=tls)
+        if response.status == 200 or (path != "/health" and phase_finished(response, probe_after)):
+            return True
+        raise NotReady(f"HTTP {response.status}")
 
-        wake = asyncio.ensure_future(signalled()) if signalled is not None else None
-        try:
-            await wait_until_async(
-                check, timeout, what=f"the backend to answer {path}", retry_on=(httpx.HTTPError,),
-                poll_max_s=READY_POLL_MAX_S, wake=wake,
-            )
-        except InfrastructureError as exc:
-            return BackendOutcome(False, exc.message)
-        finally:
-            if wake is not None:
-                wake.cancel()
+    wake = asyncio.ensure_future(signalled()) if signalled is not None else None
+    try:
+        await wait_until_async(
+            check, timeout, what=f"the backend to answer {path}", retry_on=(http1.HTTPError, NotReady),
+            poll_max_s=READY_POLL_MAX_S, wake=wake,
+        )
+    except InfrastructureError as exc:
+        return BackendOutcome(False, exc.message)
+    finally:
+        if wake is not None:
+            wake.cancel()
     if exited:
         tail = [line for line in (await backend.log(15)).splitlines() if line.strip()]
         detail = f"backend exited with code {exited[0]}: {tail[-1] if tail else 'no output'}"
@@ -318,7 +324,7 @@ class LaneDriver(ABC):
         names = {hop: f"{hop}-{lane_id}" for hop in hops}
         backend: RunningBackend | None = None
         async with self.slot() as slot, AsyncToxiproxyClient(
-            self.toxiproxy_url, timeout=5.0, verify=tls_for(self.toxiproxy_url)
+            self.toxiproxy_url, timeout=5.0, verify=tls_for(self.toxiproxy_url), trust_env=False  # the stack's own
         ) as client:
             place = await self.place_backend(slot)
             try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+
 import pytest
 from pydantic import ValidationError
 
 from replica.drivers.base import LaneRequest
+from replica import http1
 from replica.drivers.lanes import backend_environment, hostport, phase_finished, with_hostport
 from replica.scenarios import BackendSpec
 from replica.settings import BackendSettings
@@ -74,8 +76,8 @@ def test_the_lanes_api_takes_only_the_stacks_hops() -> None:
         project.model_validate({"down": [{"hop": "redis"}]})
 
 
-def _ready(body: object) -> httpx.Response:
-    return httpx.Response(503, json=body)
+def _ready(body: object) -> http1.Response:
+    return http1.Response(503, json.dumps(body).encode())
 
 
 def test_a_startup_phase_counts_as_finished_when_it_ended_either_way() -> None:
@@ -84,4 +86,4 @@ def test_a_startup_phase_counts_as_finished_when_it_ended_either_way() -> None:
     assert not phase_finished(_ready(phases), "SERVICES")
     assert not phase_finished(_ready(phases), "FINALIZE")
     assert not phase_finished(_ready({"no": "phases"}), "DATABASE")
-    assert not phase_finished(httpx.Response(503, text="not json"), "DATABASE")
+    assert not phase_finished(http1.Response(503, b"not json"), "DATABASE")
