@@ -183,14 +183,24 @@ def test_group_leaves_nothing_behind(ending: str, tmp_path: Path) -> None:
     _wait_gone(pids)
 
 
-def test_group_stops_processes_in_reverse_start_order(tmp_path: Path) -> None:
-    record = tmp_path / "order.txt"
+def test_group_stops_its_processes_side_by_side(tmp_path: Path) -> None:
+    """Each process is asked to stop before any is waited for: here each one, once
+    signalled, exits only after all three were signalled (or says it gave up)."""
+    record = tmp_path / "stopping.txt"
     script = textwrap.dedent(
         f"""
-        import signal, sys, time
+        import pathlib, signal, sys, time
+        record = pathlib.Path({str(record)!r})
         def stop(signum, frame):
-            with open({str(record)!r}, "a") as fh:
+            with record.open("a") as fh:
                 fh.write(sys.argv[1] + "\\n")
+            deadline = time.monotonic() + 20
+            while len(record.read_text().split()) < 3:
+                if time.monotonic() > deadline:
+                    with record.open("a") as fh:
+                        fh.write("gave-up-" + sys.argv[1] + "\\n")
+                    sys.exit(1)
+                time.sleep(0.01)  # polling a file the other processes write
             sys.exit(0)
         signal.signal(signal.SIGTERM, stop)
         print("ready", flush=True)
@@ -198,9 +208,11 @@ def test_group_stops_processes_in_reverse_start_order(tmp_path: Path) -> None:
         """
     )
     with ProcessGroup() as group:
-        for name in ("first", "second", "third"):
-            _wait_log(group.start([PY, "-c", script, name], name=name), "ready")
-    assert record.read_text().split() == ["third", "second", "first"]
+        started = [group.start([PY, "-c", script, name], name=name) for name in ("first", "second", "third")]
+        for process in started:
+            _wait_log(process, "ready")
+    assert sorted(record.read_text().split()) == ["first", "second", "third"]
+    assert [process.returncode for process in started] == [0, 0, 0]
 
 
 # A harness that owns a group with two children: one started from the main

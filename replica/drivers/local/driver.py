@@ -35,8 +35,6 @@ from replica.user_backend import ProjectBackend, failpoint_env, start_ready, sta
 Progress = Callable[[str], None]
 BACKEND_MAIN = "replica.backend.__main__:main"
 AUTH_MAIN = "replica.auth.__main__:main"
-#: The auth service keeps no state: its teardown waits this long for SIGTERM, then kills it.
-AUTH_STOP_S = 0.05
 
 
 def python_env(extra: dict[str, str]) -> dict[str, str]:
@@ -68,7 +66,7 @@ def start_local_stack(group: ProcessGroup, forks: ForkServer, progress: Progress
                 AUTH_MAIN, python_env({"JWT_SECRET": secret}), group.path("logs", "auth.log"), "auth",
                 listener=listener, fd_env="AUTH_FD",
             )
-        group.add_cleanup(functools.partial(auth.kill, AUTH_STOP_S))
+        group.add_cleanup(functools.partial(auth.kill, graceful=False))  # it keeps no state
         raise_if_interrupted()  # a Ctrl-C held while the auth service was forked
         proxy_url = wait_for_line(proxy, r"toxiproxy listening on (http://\S+)", timeout=30).group(1)
         wait_for_http(f"{auth_url}/health", timeout=30, process=auth, what="the auth service")

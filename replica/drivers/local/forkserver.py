@@ -180,14 +180,14 @@ class ForkedProcess:
             except ProcessLookupError:
                 pass
 
-    def kill(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM the group, wait, then SIGKILL it; once reaped, close the process.
-        Idempotent; blocks."""
+    def kill(self, timeout: float = 5.0, *, graceful: bool = True) -> int | None:
+        """SIGTERM the group, wait, then SIGKILL it (``graceful=False``: SIGKILL at once);
+        once reaped, close the process. Idempotent; blocks."""
         with self._killing:
             process = self._process
             if process is None:
                 return self._exitcode
-            if process.exitcode is None:
+            if graceful and process.exitcode is None:
                 self._signal_group(signal.SIGTERM)
                 process.join(timeout)
             self._signal_group(signal.SIGKILL)  # workers a gunicorn master left behind, too

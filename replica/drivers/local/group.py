@@ -120,7 +120,8 @@ class ProcessGroup:
         self._cleanups.append(callback)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop every process (reverse start order) and remove the temp dirs.
+        """Stop every process (each asked in reverse start order, then each waited for)
+        and remove the temp dirs.
 
         Idempotent. Also runs at interpreter exit if nobody called it. Ctrl-C or
         SIGTERM during teardown is held until teardown is done, then raised as
@@ -142,6 +143,8 @@ class ProcessGroup:
                 callback()
             except Exception as exc:  # keep tearing down
                 errors.append(exc)
+        for process in reversed(self.processes):  # all asked first: they shut down side by side
+            process.request_stop()
         for process in reversed(self.processes):
             try:
                 process.stop(timeout=timeout)
