@@ -8,6 +8,7 @@ heavy is imported.
   the fork server imports the servers on the other core while the command loads,
   so the stack is ready sooner. A wrong guess costs only that fork server, which
   is stopped at exit.
+* The command ends its process without the interpreter's teardown (:func:`exit_now`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,32 @@ def main() -> None:
             from replica.interrupts import announce_interrupt
 
             announce_interrupt()
-        raise
+        exit_now(exc)
+
+
+def exit_now(exc: SystemExit) -> None:
+    """End the process with ``exc``'s status without the interpreter's teardown, which
+    frees every object the command loaded one by one (0.1-0.2 s after a reproduce).
+
+    The exit handlers still run and the output is flushed first. Only when nothing
+    else could be lost: a thread of ours still working gets the normal exit."""
+    import atexit
+    import os
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        raise exc
+    code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":
