@@ -1,9 +1,10 @@
 """``replica`` (and ``python -m replica``): the command's first steps, before anything
 heavy is imported.
 
-* From the first instant, Ctrl-C and SIGTERM end the command with one
-  "interrupted:" line and exit 130; an interrupt while the command's modules load
-  would otherwise print a traceback (and a SIGTERM would leave what started).
+* From its first milliseconds, a Ctrl-C or SIGTERM ends the command with one
+  "interrupted:" line and exit 130. While the command's modules load, it is held
+  and raised once the command starts: raised inside an import it would leave that
+  module half made (and print a traceback, or abort a native extension).
 * A command line that will start a local stack starts its fork server at once:
   the fork server imports the servers on the other core while the command loads,
   so the stack is ready sooner. A wrong guess costs only that fork server, which
@@ -47,25 +48,22 @@ def main() -> None:
     # A command's imports make tens of thousands of objects that live as long as the process;
     # a young-generation collection every 700 allocations (the default) scans them over and over.
     gc.set_threshold(10_000, 10, 10)
-    try:
-        from replica.interrupts import install_interrupt_handlers
+    from replica.interrupts import announce_interrupt, hold_interrupts, interrupted
 
-        install_interrupt_handlers()
-        if starts_local_stack(sys.argv[1:]):
-            _start_fork_server_early()
+    hold_interrupts()  # until the command starts: no exception cuts into an import
+    if starts_local_stack(sys.argv[1:]):
+        _start_fork_server_early()
+    try:
         from replica.cli import app
 
         app(prog_name="replica")
-    except KeyboardInterrupt:
-        from replica.interrupts import announce_interrupt
-
+    except KeyboardInterrupt:  # after the command, while it exits
         announce_interrupt()
-        sys.exit(130)
+        exit_now(SystemExit(130))
     except SystemExit as exc:
-        if exc.code == 130:  # Typer's answer to an interrupt while it parses the command line
-            from replica.interrupts import announce_interrupt
-
+        if exc.code == 130 or interrupted():  # also a Ctrl-C held while no command started (--help)
             announce_interrupt()
+            exc = SystemExit(130)
         exit_now(exc)
 
 

@@ -61,6 +61,7 @@ def cli_errors(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         restore = install_interrupt_handlers()
         try:
+            raise_if_interrupted()  # one held while the command loaded
             return func(*args, **kwargs)
         except ReplicaError as exc:
             err.print(f"[bold red]error:[/] {exc.message}", highlight=False)

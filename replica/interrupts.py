@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import sys
@@ -82,14 +81,35 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt("interrupted while a process was being started")
 
 
+def hold_interrupts() -> None:
+    """From now on record SIGINT and SIGTERM without raising them, until
+    :func:`install_interrupt_handlers` (a command's start) makes them raise again.
+
+    For a process's first steps, its imports: an exception cut into an import
+    leaves that module half made (a later import of it fails, a native extension
+    may abort). The command raises the held interrupt once it starts
+    (:func:`raise_if_interrupted`)."""
+    global _held
+    _held = True
+    for sig in _SIGNALS:
+        signal.signal(sig, _raise_keyboard_interrupt)
+
+
+def interrupted() -> bool:
+    """Whether SIGINT or SIGTERM has come (raised or held)."""
+    return _interrupted.is_set()
+
+
 def install_interrupt_handlers() -> Callable[[], None]:
     """Make SIGINT and SIGTERM raise :class:`KeyboardInterrupt`, even when SIGINT
     was inherited as ignored (shells do that for background jobs), and without
     asyncio trading Ctrl-C for a cancellation a library might absorb.
 
-    Call from the main thread (the CLI does at start-up). Returns a function
-    that restores the previous handlers.
+    Call from the main thread (the CLI does at start-up); ends a
+    :func:`hold_interrupts`. Returns a function that restores the previous handlers.
     """
+    global _held
+    _held = False
     previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def restore() -> None:
@@ -137,6 +157,7 @@ def run_interruptible(main: Coroutine[Any, Any, _T]) -> _T:
     """``asyncio.run(main)`` where SIGINT/SIGTERM cancel ``main`` (it unwinds, its
     cleanups run) and then raise :class:`KeyboardInterrupt`, even if something
     inside swallowed the cancellation. The handlers in place before are restored."""
+    import asyncio  # here: importing this module is among a command's first steps
     received: list[int] = []
 
     async def guarded() -> _T:

@@ -1,7 +1,7 @@
 """Ctrl-C soak: interrupt a replica command at random moments, many times, and
 check that each interrupt is clean.
 
-    .venv/bin/python scripts/soak_interrupts.py [--count N] [--seed S] [--max-delay SECONDS] [--from-start] [-- REPLICA ARGS...]
+    .venv/bin/python scripts/soak_interrupts.py [--count N] [--seed S] [--max-delay SECONDS] [--from-start [--min-delay SECONDS]] [-- REPLICA ARGS...]
 
 Each round starts ``replica ARGS`` (default ``scenarios run --all``) with its own
 state and temp dirs and, a delay drawn from [0, max-delay] (seeded, so a failing
@@ -142,6 +142,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1011)
     parser.add_argument("--max-delay", type=float, default=8.0, help="seconds; cover the command's whole run")
+    parser.add_argument(
+        "--min-delay", type=float, default=0.0,
+        help="seconds; with --from-start, skip the interpreter's own start (~20-50 ms), which is Python's, not the command's",
+    )
     parser.add_argument("--from-start", action="store_true", help="count the delay from the process's start, not its first line")
     parser.add_argument("command", nargs="*", default=["scenarios", "run", "--all"])
     options = parser.parse_args()
@@ -150,7 +154,7 @@ def main() -> int:
     interrupted = 0
     bad: list[tuple[int, float, str]] = []
     for index in range(options.count):
-        delay = round(rng.uniform(0, options.max_delay), 3)
+        delay = round(rng.uniform(options.min_delay, options.max_delay), 3)
         scratch = Path(tempfile.mkdtemp(prefix="replica-soak-"))
         scratch.chmod(0o711)
         try:
@@ -165,7 +169,7 @@ def main() -> int:
             print(f"{index + 1}/{options.count} rounds, {len(bad)} bad", flush=True)
     print(
         f"{options.count - len(bad)}/{options.count} rounds clean, {interrupted} of them interrupted mid-run "
-        f"(seed {options.seed}, SIGINT 0–{options.max_delay:g} s after "
+        f"(seed {options.seed}, SIGINT {options.min_delay:g}–{options.max_delay:g} s after "
         f"{'the start' if options.from_start else 'the first line'})"
     )
     return 1 if bad else 0
