@@ -94,3 +94,29 @@ def test_exit_now_leaves_a_working_thread_to_the_normal_exit() -> None:
     )
     assert result.returncode == 3
     assert result.stdout.split("\n")[:2] == ["normal exit 3", "thread finished its work"]
+
+
+@pytest.mark.parametrize("argv", [["scenarios", "list"], ["--help"], ["reproduce", "1011", "--no-such-option"]])
+def test_an_interrupt_while_the_command_loads_is_held_and_ends_it_with_130(argv: list[str]) -> None:
+    """SIGINT lands after the entry point's first step, while the CLI is still to be
+    imported: no traceback, nothing of the command runs (Typer may still print the
+    help or a usage error it was asked for), one closing line, exit 130."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import replica.__main__ as entry
+        def interrupt_now(argv):
+            os.kill(os.getpid(), signal.SIGINT)
+            return False
+        entry.starts_local_stack = interrupt_now
+        sys.argv = ["replica", *{argv!r}]
+        entry.main()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == "interrupted: everything this run started has been stopped"
+    assert result.stderr.count("interrupted") == 1
+    if argv[0] == "scenarios":
+        assert result.stdout == ""  # the command did not run
