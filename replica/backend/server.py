@@ -27,11 +27,12 @@ warnings.filterwarnings("ignore", message="The `websockets` implementation is de
 
 
 def configure_logging() -> None:
-    """Log lines of :data:`LOG_FORMAT` to stderr. Nothing the format leaves out is
-    gathered per record: caller's file and line, thread, process (the logging HOWTO's
-    "Optimization"; a backend logs a few dozen lines per run)."""
+    """Log lines of :data:`LOG_FORMAT` to stderr. The caller's file and line, the
+    thread and the multiprocessing process name are not gathered per record: no
+    format here uses them (the logging HOWTO's "Optimization"; a backend logs a few
+    dozen lines per run). The pid is: gunicorn's format shows it."""
     logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logThreads = logging.logMultiprocessing = False
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT, force=True)
 
 
