@@ -157,6 +157,7 @@ class ManagedProcess:
         self.stop_signal = stop_signal
         self._returncode: int | None = None
         self._stopped = False
+        self._stop_sent = False  # the stop signal went out (request_stop or stop): never twice
         self._lock = threading.Lock()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         extra: dict[str, object] = {}
@@ -268,8 +269,9 @@ class ManagedProcess:
         """Send :attr:`stop_signal` to the group now; :meth:`stop` then waits (a group stops
         its processes side by side this way)."""
         with self._lock:
-            if not self._stopped and self.poll() is None:
+            if not self._stopped and not self._stop_sent and self.poll() is None:
                 self._signal_group(self.stop_signal)
+                self._stop_sent = True
 
     def stop(self, timeout: float = 5.0) -> int:
         """Stop the whole process group and return the leader's exit status.
@@ -283,7 +285,9 @@ class ManagedProcess:
                 assert self._popen.returncode is not None
                 return self._popen.returncode
             if self.poll() is None:
-                self._signal_group(self.stop_signal)
+                if not self._stop_sent:  # once: a second signal could cut into the process's own shutdown
+                    self._signal_group(self.stop_signal)
+                    self._stop_sent = True
                 self._wait_exit(timeout)
             # Leader is a zombie (or still running): its pgid is still reserved,
             # so killing the group cannot hit an unrelated process.
