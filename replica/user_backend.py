@@ -21,14 +21,10 @@ outcome, not an exception: its exit status and last log lines.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +35,6 @@ import httpx
 from replica.drivers.base import BackendOutcome
 from replica.drivers.local.group import ProcessGroup
 from replica.drivers.local.ports import free_port
-from replica.drivers.local import process as process_module
 from replica.drivers.local.process import ManagedProcess
 from replica.errors import InfrastructureError
 from replica.polling import port_is_open, wait_until_async
@@ -121,30 +116,6 @@ class StartOutcome:
     log_tail: str = ""
     #: The app could not even be imported: a configuration error, whatever the fault.
     cannot_import: bool = False
-
-
-class _InheritingProcess(ManagedProcess):
-    """A :class:`ManagedProcess` whose child keeps ``pass_fds`` open (``ManagedProcess`` closes
-    every fd but stdio). Same process group, parent-death signal and log; a ``pass_fds``
-    parameter on ``ManagedProcess`` would make this class unnecessary."""
-
-    def __init__(self, argv: list[str], *, name: str, log_path: Path, env: dict[str, str], cwd: Path, pass_fds: tuple[int, ...]) -> None:
-        self.argv, self.name, self.log_path = argv, name, log_path
-        self.stop_signal = signal.SIGTERM
-        self._returncode = None
-        self._stopped = False
-        self._lock = threading.Lock()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab", buffering=0) as log:
-            spawn = functools.partial(
-                subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=str(cwd), start_new_session=True, preexec_fn=process_module._make_preexec(os.getpid()),
-                close_fds=True, pass_fds=pass_fds,
-            )
-            try:
-                self._popen = process_module._FORKING_THREAD.run(spawn)
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise InfrastructureError(f"cannot start {name}: {argv[0]}: {exc}") from exc
 
 
 class UserService:
@@ -255,8 +226,7 @@ def start_service(
         values = template_values(endpoints, port=port, secret=secret, fd=fd)
         argv = [render(a, values) for a in service_argv(service, root, fd=fd)]
         env = service_env(service, values, extra_env or {})
-        process = _InheritingProcess(argv, name=name, log_path=log_path, env=env, cwd=cwd, pass_fds=(fd,))
-        group.processes.append(process)  # stopped with the group, in reverse start order
+        process = group.start(argv, name=name, env=env, cwd=cwd, log_path=log_path, pass_fds=(fd,))
     finally:
         if listener is None:
             sock.close()  # the child holds its own copy
