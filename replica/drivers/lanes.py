@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-
 from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
 from replica import http1
 from replica.auth.tokens import mint_token, mint_with_claims

@@ -243,8 +243,7 @@ def start_early() -> None:
     modules: it imports the servers on the other core meanwhile, and is ready
     sooner when the stack starts. A command that ends before a :class:`ForkServer`
     uses it (a bad argument, Ctrl-C) stops it at exit."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-    multiprocessing.forkserver.ensure_running()
+    ForkServer().warm()
     atexit.register(_stop_servers)
 
 

@@ -37,10 +37,9 @@ client_ssl_context()
 
 # The backend's routes, and FastAPI's record of where each endpoint is defined (read
 # from its source on a route's first request, cached per function): once, not per fork.
-_endpoint_context = getattr(fastapi.routing, "_extract_endpoint_context", None)
+_endpoint_context = getattr(fastapi.routing, "_extract_endpoint_context", lambda _endpoint: None)
 for _route in routes():
-    if _endpoint_context is not None:
-        _endpoint_context(_route.endpoint)
+    _endpoint_context(_route.endpoint)
 
 # FastAPI reads each endpoint's source on its first request (for error context): compile
 # tokenize's patterns and read the backend's source files here, once, not in every fork.

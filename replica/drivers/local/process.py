@@ -269,9 +269,14 @@ class ManagedProcess:
         """Send :attr:`stop_signal` to the group now; :meth:`stop` then waits (a group stops
         its processes side by side this way)."""
         with self._lock:
-            if not self._stopped and not self._stop_sent and self.poll() is None:
-                self._signal_group(self.stop_signal)
-                self._stop_sent = True
+            if not self._stopped and self.poll() is None:
+                self._send_stop()
+
+    def _send_stop(self) -> None:
+        """:attr:`stop_signal` to the group, once: a second could cut into its own shutdown."""
+        if not self._stop_sent:
+            self._signal_group(self.stop_signal)
+            self._stop_sent = True
 
     def stop(self, timeout: float = 5.0) -> int:
         """Stop the whole process group and return the leader's exit status.
@@ -285,9 +290,7 @@ class ManagedProcess:
                 assert self._popen.returncode is not None
                 return self._popen.returncode
             if self.poll() is None:
-                if not self._stop_sent:  # once: a second signal could cut into the process's own shutdown
-                    self._signal_group(self.stop_signal)
-                    self._stop_sent = True
+                self._send_stop()
                 self._wait_exit(timeout)
             # Leader is a zombie (or still running): its pgid is still reserved,
             # so killing the group cannot hit an unrelated process.
