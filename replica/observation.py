@@ -26,6 +26,13 @@ def contains(message: Any, subset: Any) -> bool:
     return message == subset
 
 
+def foreign_servers(messages: list[dict[str, Any]], pid: int) -> list[str]:
+    """The built-in backend's ``server_id`` values (``backend-HOST-PID``) among ``messages`` that
+    name a process other than ``pid``: the probe reached a backend that is not its lane's."""
+    found = {str(m["server_id"]) for m in messages if isinstance(m, dict) and "server_id" in m}
+    return sorted(sid for sid in found if sid.rpartition("-")[2] != str(pid))
+
+
 class TimelineEvent(BaseModel):
     t_ms: float
     event: str

@@ -14,6 +14,7 @@ from replica.drivers.base import Driver, LaneRequest
 from replica.errors import ConfigError
 from replica.evidence import Evidence, server_errors
 from replica.fingerprint import Expectation, Fingerprint
+from replica.observation import foreign_servers
 from replica.probe import FollowUp, Observation, ProbeOptions, connect_time, follow_up, probe
 from replica.expectations import Verdict, judge
 from replica.generic_catalog import PROJECT_HANDLER
@@ -58,6 +59,7 @@ class RunResult(BaseModel):
     backend_startup_ms: float | None = None
     #: The backend's exit status when it exited before it was ready (with the last lines of its log).
     backend_exit_status: int | None = None
+    backend_pid: int | None = None
     duration_ms: float
     observation: Observation
     evidence: Evidence = Evidence()
@@ -137,6 +139,11 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
         options = probe_options(run, e2e_flows=job.e2e_flows)
         observation = await probe(lane.base_url, token, options)
         verdict, mismatches = judge(run.expect, observation.fingerprint)
+        pid = lane.outcome.pid
+        strays = foreign_servers(observation.messages, pid) if pid is not None and run.handler != PROJECT_HANDLER else []
+        if strays:  # a harness fault, never the app's: the run cannot pass
+            verdict = "fail"
+            mismatches = [*mismatches, f"the probe reached {', '.join(strays)}, not the lane's backend (pid {pid})"]
         log = await lane.backend_log(LOG_LINES)
         evidence = Evidence(
             server_errors=server_errors(log, connect_time(observation), time.time()),
@@ -163,6 +170,7 @@ async def run_one(driver: Driver, job: Job) -> RunResult:
         backend_detail=outcome.detail,
         backend_startup_ms=outcome.startup_ms,
         backend_exit_status=outcome.exit_status,
+        backend_pid=outcome.pid,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
         observation=observation,
         evidence=evidence,

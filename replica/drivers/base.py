@@ -55,6 +55,9 @@ class BackendOutcome:
     refused_settings: bool = False
     #: Its exit status, when it exited before it was ready.
     exit_status: int | None = None
+    #: Its process id, where the driver knows it (the built-in backend names it in every
+    #: message's ``server_id``: a probe that reached another process is caught).
+    pid: int | None = None
 
 
 class Lane(Protocol):

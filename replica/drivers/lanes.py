@@ -223,15 +223,16 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
             poll_max_s=READY_POLL_MAX_S, wake=wake,
         )
     except InfrastructureError as exc:
-        return BackendOutcome(False, exc.message)
+        return BackendOutcome(False, exc.message, pid=getattr(backend, "pid", None))
     finally:
         if wake is not None:
             wake.cancel()
+    pid = getattr(backend, "pid", None)
     if exited:
         tail = [line for line in (await backend.log(15)).splitlines() if line.strip()]
         detail = f"backend exited with code {exited[0]}: {tail[-1] if tail else 'no output'}"
-        return BackendOutcome(False, detail, refused_settings=exited[0] == USAGE_ERROR, exit_status=exited[0])
-    return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1))
+        return BackendOutcome(False, detail, refused_settings=exited[0] == USAGE_ERROR, exit_status=exited[0], pid=pid)
+    return BackendOutcome(True, "", round((time.monotonic() - started) * 1000, 1), pid=pid)
 
 
 # ----------------------------------------------------------------------------- the lane

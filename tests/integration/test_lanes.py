@@ -18,6 +18,8 @@ from faults.toxiproxy.client import ToxiproxyClient
 from replica.drivers.base import LaneRequest
 from replica.drivers.local.driver import LocalDriver
 from replica.drivers.local.group import ProcessGroup
+from replica.observation import foreign_servers
+from replica.probe import probe
 from replica.reproduce import reproduce_runs
 from replica.runner import run_many
 from replica.scenarios import BackendSpec, Catalog, HopDown, ToxicSpec
@@ -106,6 +108,8 @@ def test_no_lane_loses_its_port_to_a_port_stealing_neighbour(local_driver: Local
     failed = [(r.name, r.mismatches, r.backend_detail) for r in results if r.verdict != "pass"]
     assert not failed, failed
     assert all(r.backend_ready for r in results)
+    # Every run knew its backend's process, so a probe that reached another one would have failed it.
+    assert all(r.backend_pid is not None for r in results)
     print(f"neighbour took {stolen}/100 released ports; {len(results)} lanes all passed")
 
 
@@ -130,6 +134,26 @@ def test_a_lane_leaves_no_proxy_no_process_and_no_port(local_driver: LocalDriver
     assert not pid_alive(pid)
     with pytest.raises(httpx.ConnectError):
         httpx.get(base_url + "/health", timeout=2)
+
+
+def test_a_probe_that_reaches_another_lanes_backend_is_caught(local_driver: LocalDriver) -> None:
+    """Two lanes at once: each backend's messages name its own fork, and a probe of the
+    other lane's address is told apart by the pid the lane recorded."""
+
+    async def two() -> tuple[list[str], list[str], int, int]:
+        request = LaneRequest(backend=BackendSpec(handler="recommended"))
+        async with local_driver.lane(request) as first, local_driver.lane(request) as second:
+            assert first.outcome.ready and second.outcome.ready
+            seen = await probe(second.base_url, local_driver.mint_token())
+            assert seen.fingerprint.welcome, seen.fingerprint
+            pids = (first.outcome.pid, second.outcome.pid)
+            assert pids == (first.backend.pid, second.backend.pid)
+            return foreign_servers(seen.messages, pids[0]), foreign_servers(seen.messages, pids[1]), *pids
+
+    as_first, as_second, first_pid, second_pid = asyncio.run(two())
+    assert first_pid != second_pid
+    assert as_second == []
+    assert as_first and all(sid.endswith(f"-{second_pid}") for sid in as_first)
 
 
 def test_a_backend_that_refuses_its_settings_is_an_outcome_not_a_hang(local_driver: LocalDriver) -> None:

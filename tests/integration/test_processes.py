@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import tempfile
 import threading
 import time
 import weakref
@@ -551,3 +552,52 @@ def test_the_forking_thread_leaves_ctrl_c_to_the_main_thread_and_its_children_ge
         assert _blocked_signals(Path(f"/proc/self/task/{forking.native_id}/status").read_text()) & harness_signals == harness_signals
         assert _blocked_signals(Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()) & harness_signals == 0
         assert _blocked_signals(Path(f"/proc/{box['p'].pid}/status").read_text()) & harness_signals == 0
+
+
+# A harness whose fork server runs a fork; it exits at once (``exit``) or waits to be killed.
+FORKING_HARNESS = textwrap.dedent(
+    """
+    import json, multiprocessing.util, os, sys, time
+    from replica.drivers.local.forkserver import ForkServer
+    from replica.drivers.local.ports import bind_loopback
+    forks = ForkServer()
+    forks.warm()
+    with bind_loopback() as listener:
+        fork = forks.start("replica.auth.__main__:main", {**os.environ, "JWT_SECRET": "s" * 32},
+                           __import__("pathlib").Path(sys.argv[2]), "auth", listener=listener, fd_env="AUTH_FD")
+    print(json.dumps({"mp_dir": multiprocessing.util.get_temp_dir(), "pid": fork.pid}), flush=True)
+    if sys.argv[1] == "exit":
+        fork.kill()
+        forks.close()
+    else:
+        time.sleep(120)
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["exit", "SIGKILL"])
+def test_the_fork_servers_scratch_dir_is_owned_and_never_left_behind(ending: str, tmp_path: Path) -> None:
+    """multiprocessing's own ``pymp-*`` dir outlives a SIGKILLed harness for good; ours is a
+    ``replica-*`` dir with an owner, removed at exit or by the next sweep."""
+    before = set(Path(tempfile.gettempdir()).glob("pymp-*"))
+    harness = subprocess.Popen(
+        [PY, "-c", FORKING_HARNESS, ending, str(tmp_path / "auth.log")], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        info = json.loads(read_line(harness, 30.0))
+        mp_dir = Path(info["mp_dir"])
+        assert mp_dir.name.startswith("replica-mp-") and mp_dir.is_dir()
+        if ending == "exit":
+            assert harness.wait(timeout=15) == 0
+            assert not mp_dir.exists()
+        else:
+            harness.kill()
+            harness.wait(timeout=5)
+            _wait_gone({info["pid"]})
+            assert mp_dir in sweep_stale_temp_dirs(mp_dir.parent)
+            assert not mp_dir.exists()
+        assert set(Path(tempfile.gettempdir()).glob("pymp-*")) <= before
+    finally:
+        harness.kill()
+        harness.wait(timeout=5)

@@ -42,3 +42,19 @@ def test_describe_is_compact():
     expect = Expectation(handshake="accepted", welcome=False, close_code=1011, close_reason="Internal error", close_after_ms=Range(max=200))
     assert expect.describe() == 'accepted, no welcome, 1011 "Internal error", <= 200 ms'
     assert Expectation(handshake="http_503").describe() == "http_503"
+
+
+def test_foreign_servers_names_only_other_processes() -> None:
+    from replica.observation import foreign_servers
+
+    messages = [
+        {"type": "system_message", "server_id": "backend-vm-27239"},
+        {"type": "pong", "server_id": "backend-vm-27239"},
+        {"type": "pong", "server_id": "backend-host-with-dashes-812"},
+        {"type": "no_server_id"},
+        "not a mapping",
+    ]
+    assert foreign_servers(messages, 27239) == ["backend-host-with-dashes-812"]
+    assert foreign_servers(messages, 812) == ["backend-vm-27239"]
+    assert foreign_servers(messages, 2723) == ["backend-host-with-dashes-812", "backend-vm-27239"]
+    assert foreign_servers([], 1) == []

@@ -27,8 +27,10 @@ import ctypes
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.process
 import multiprocessing.resource_tracker
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from replica.drivers.local.process import tail_lines
+from replica.drivers.local.tempdirs import make_owned_temp_dir
 from replica.errors import InfrastructureError
 from replica.interrupts import held_interrupts
 
@@ -238,6 +241,21 @@ def _stop_servers() -> None:
         tracker._stop()
 
 
+def _own_multiprocessing_temp_dir() -> None:
+    """Put multiprocessing's scratch dir (the fork server's socket) in an owned temp dir.
+
+    Its own (``pymp-*``) is removed only by an orderly exit: a harness killed with
+    SIGKILL would leave it for good. An owned ``replica-*`` dir is removed at exit,
+    or by the next command's sweep once its owner is gone. Left alone when this
+    process's multiprocessing already has one.
+    """
+    config = multiprocessing.process.current_process()._config  # where multiprocessing.util.get_temp_dir looks
+    if config.get("tempdir") is None:
+        path = make_owned_temp_dir("replica-mp-")
+        config["tempdir"] = str(path)
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
 def start_early() -> None:
     """Start the fork server now (~6 ms), before the command has imported its own
     modules: it imports the servers on the other core meanwhile, and is ready
@@ -258,6 +276,7 @@ class ForkServer:
     def warm(self) -> None:
         """Start the fork server now (unless :func:`start_early` did); it imports the
         servers in the background."""
+        _own_multiprocessing_temp_dir()
         multiprocessing.forkserver.ensure_running()
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Callable, Mapping, Sequence
 
 from replica.drivers.local.process import ManagedProcess
-from replica.drivers.local.tempdirs import TEMP_PREFIX, _make_owned_temp_dir, ram_temp_root, sweep_stale_temp_dirs
+from replica.drivers.local.tempdirs import TEMP_PREFIX, make_owned_temp_dir, ram_temp_root, sweep_stale_temp_dirs
 from replica.errors import InfrastructureError
 from replica.interrupts import deferred_signals, raise_if_interrupted
 
@@ -32,7 +32,7 @@ class ProcessGroup:
         if sweep_stale:
             sweep_stale_temp_dirs()
         self._prefix = prefix
-        self.tmp_dir = _make_owned_temp_dir(prefix)
+        self.tmp_dir = make_owned_temp_dir(prefix)
         self._ram_dir: Path | None = None
         self.processes: list[ManagedProcess] = []
         self._cleanups: list[Callable[[], None]] = []
@@ -68,7 +68,7 @@ class ProcessGroup:
                 self._ram_dir = self.path("ram")
                 self._ram_dir.mkdir(mode=0o700)
             else:
-                self._ram_dir = _make_owned_temp_dir(self._prefix, root)
+                self._ram_dir = make_owned_temp_dir(self._prefix, root)
         return self._ram_dir
 
     def start(

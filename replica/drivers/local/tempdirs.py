@@ -37,7 +37,7 @@ def ram_temp_root() -> Path | None:
     return root
 
 
-def _make_owned_temp_dir(prefix: str, base: Path | None = None) -> Path:
+def make_owned_temp_dir(prefix: str, base: Path | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     owner = ProcessIdentity.current()
     (path / _OWNER_FILE).write_text(f"{owner.pid}\n{owner.started}\n")
