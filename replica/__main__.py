@@ -48,6 +48,9 @@ def main() -> None:
     # A command's imports make tens of thousands of objects that live as long as the process;
     # a young-generation collection every 700 allocations (the default) scans them over and over.
     gc.set_threshold(10_000, 10, 10)
+    from replica.lean import skip_unused_imports
+
+    skip_unused_imports()
     from replica.interrupts import announce_interrupt, hold_interrupts, interrupted
 
     hold_interrupts()  # until the command starts: no exception cuts into an import

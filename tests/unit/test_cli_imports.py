@@ -17,13 +17,13 @@ SERVERS = ("asyncpg", "redis", "fastapi", "starlette", "uvicorn", "gunicorn")
 HTTPX = ("httpx", "httpcore", "anyio")
 
 
-def loaded_after(code: str) -> set[str]:
-    """Top-level packages a fresh interpreter has loaded after running ``code``."""
+def loaded_after(code: str, returncode: int = 0) -> set[str]:
+    """Top-level packages a fresh interpreter has loaded after running ``code`` (which exits ``returncode``)."""
     # At exit (a command ends the process itself), what was loaded by then.
-    report = "import atexit, json, sys\natexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}))))"
+    report = "import atexit, json, sys\natexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] for m, module in sys.modules.items() if module is not None}))))"
     probe = f"{report}\n{code}"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == returncode, result.stderr
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
@@ -68,3 +68,26 @@ def test_a_command_loads_only_what_it_uses(command: list[str], unused: tuple[str
     loaded = loaded_after(code)
     for package in unused:
         assert package not in loaded, f"`replica {' '.join(command)}` loads {package}"
+
+
+def test_the_fork_servers_preload_skips_httpxs_command_line_client() -> None:
+    loaded = loaded_after("import replica.drivers.local.preload")
+    assert {"httpx", "fastapi", "uvicorn"} <= loaded
+    for package in ("rich", "pygments"):  # click stays: uvicorn's own
+        assert package not in loaded, f"the fork server's preload loads {package}"
+
+
+def test_a_command_that_uses_httpx_skips_its_command_line_client(tmp_path: Path) -> None:
+    """`replica status` asks the stack's services with httpx (here: no stack is running)."""
+    code = "\n".join(
+        [
+            "import os, sys, replica.__main__",
+            f"os.environ['REPLICA_STATE_DIR'] = {str(tmp_path / 'state')!r}",
+            "sys.argv = ['replica', 'status']",
+            "replica.__main__.main()",
+        ]
+    )
+    loaded = loaded_after(code, returncode=1)  # no stack runs
+    assert "httpx" in loaded
+    for package in ("click", "pygments"):
+        assert package not in loaded, f"`replica status` loads {package}"

@@ -4,6 +4,10 @@ Importing this module imports the backend and the auth service, their servers an
 clients, and builds the shared TLS context; every fork inherits all of it.
 """
 
+from replica.lean import skip_unused_imports
+
+skip_unused_imports()
+
 import replica.backend.server  # noqa: F401  (first: it quiets uvicorn's ws deprecation notice)
 import replica.backend.__main__  # noqa: F401
 import replica.backend.handlers.preload  # noqa: F401  (every built-in variant, from the registry)
