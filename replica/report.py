@@ -228,7 +228,9 @@ def json_report(results: Iterable[RunResult], **extra: object) -> dict:
                 "mismatches": r.mismatches,
                 "backend": {
                     "ready": r.backend_ready, "detail": r.backend_detail, "startup_ms": r.backend_startup_ms,
-                    "exit_status": r.backend_exit_status, "log": r.backend_log if not r.backend_ready else "",
+                    "exit_status": r.backend_exit_status, "pid": r.backend_pid,
+                    # kept for a run that missed its expectation or whose backend did not come up
+                    "log": r.backend_log,
                 },
                 "duration_ms": r.duration_ms,
                 "welcome_ms": r.observation.welcome_ms,

@@ -108,7 +108,7 @@ def result_from_entry(entry: dict) -> RunResult:
             verdict=entry["verdict"], mismatches=entry.get("mismatches") or [],
             backend_ready=backend.get("ready", True), backend_detail=backend.get("detail", ""),
             backend_startup_ms=backend.get("startup_ms"), backend_exit_status=backend.get("exit_status"),
-            duration_ms=entry.get("duration_ms", 0.0), observation=observation, evidence=evidence,
+            backend_pid=backend.get("pid"), duration_ms=entry.get("duration_ms", 0.0), observation=observation, evidence=evidence,
             follow_up=entry.get("follow_up"), backend_log=backend.get("log", ""),
             faults=[tuple(f) for f in entry.get("faults") or []],
         )

@@ -95,3 +95,22 @@ def test_load_report_refuses_what_is_not_a_report(tmp_path, content):
     with pytest.raises(ConfigError) as caught:
         load_report(path)
     assert str(path) in caught.value.message
+
+
+def test_a_reports_entry_keeps_the_backends_pid_and_the_log_of_a_missed_run():
+    from replica.fingerprint import Fingerprint
+    from replica.observation import Observation
+    from replica.report import json_report
+    from replica.runner import RunResult
+
+    seen = Fingerprint(handshake="accepted", welcome=True, pong=True)
+    missed = RunResult(
+        name="auth-service-down", scenario="auth-service-down", handler="incident", driver="local",
+        expected=None, observed=seen, verdict="fail", mismatches=["welcome: expected False, saw True"],
+        backend_ready=True, backend_pid=27239, duration_ms=12.0,
+        observation=Observation(base_url="", url="", fingerprint=seen), backend_log="INFO uvicorn.error: Started\n",
+    )
+    entry = json.loads(json.dumps(json_report([missed])))["scenarios"][0]
+    assert entry["backend"]["pid"] == 27239 and "Started" in entry["backend"]["log"]
+    again = result_from_entry(entry)
+    assert (again.backend_pid, again.backend_log) == (27239, missed.backend_log)
