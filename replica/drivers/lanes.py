@@ -348,9 +348,11 @@ class LaneDriver(ABC):
                 raise InfrastructureError(f"the fault proxy refused a request: {exc}") from exc
             finally:
                 place.release()
-                await delete_proxies(client, list(names.values()))  # first: frees a backend blocked on a hung hop
+                # Side by side: deleting the proxies frees a backend whose graceful stop is blocked on a hung hop.
+                endings = [delete_proxies(client, list(names.values()))]
                 if backend is not None:
-                    await backend.stop()
+                    endings.append(backend.stop())
+                await asyncio.gather(*endings)
 
 
 def endpoint_of(url: str) -> "Endpoint":

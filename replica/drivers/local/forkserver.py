@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ctypes
+import functools
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
@@ -219,14 +220,21 @@ class ForkedProcess:
         await asyncio.get_running_loop().sock_recv(self._notify, 1)
 
     async def stop(self, timeout: float = 3.0) -> None:
-        """Stop it in the background (graceful, then killed): the next run need not
-        wait, and the fork server's owner kills it at exit at the latest.
+        """Kill it (SIGKILL, its whole group) and reap it in the background: the next run
+        need not wait, and the fork server's owner kills it at exit at the latest.
+
+        Not gracefully: a lane's backend is thrown away once its run is judged, and
+        nothing observes its shutdown (its proxies are deleted meanwhile, so its pools
+        could not say goodbye anyway); a graceful one would spend CPU the other lanes
+        need, on closing pools and logging their lost connections.
 
         A bare executor future, not a task: ``asyncio.run`` cancels the tasks still
         pending when it ends, which would drop a kill not yet started, but it waits
         for the default executor's queued work."""
         if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().run_in_executor(None, self.kill, timeout)
+            self._stopping = asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.kill, timeout, graceful=False)
+            )
 
 
 def _stop_servers() -> None:

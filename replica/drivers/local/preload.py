@@ -27,10 +27,14 @@ import uvicorn.protocols.http.auto  # noqa: F401
 import uvicorn.protocols.http.httptools_impl  # noqa: F401
 import uvicorn.protocols.websockets.websockets_impl  # noqa: F401
 
+import contextlib
 import io
 import linecache
 import sys
 import tokenize
+
+with contextlib.suppress(ImportError):  # FastAPI imports it as each app's lifespan starts (where it has one)
+    import fastapi.telemetry._runtime  # noqa: F401
 
 import fastapi.routing
 
