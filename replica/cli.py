@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterator, Optional, 
 import typer
 from rich.console import Console
 
+from replica import PROJECT_FILE
 from replica.errors import ConfigError, ReplicaError
 from replica.interrupts import (
     announce_interrupt, ignore_interrupts, install_interrupt_handlers, raise_if_interrupted, run_interruptible,
@@ -95,6 +96,8 @@ def compose_available() -> bool:
 
 def project_option(config: Path | None) -> "Project | None":
     """``--config PATH``, else ``replica.toml`` in the current directory, else None (the built-in backend)."""
+    if config is None and not (Path.cwd() / PROJECT_FILE).is_file():
+        return None  # the built-in backend, without loading the project file's models
     from replica.project import find_project
 
     return find_project(config, Path.cwd())

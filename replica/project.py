@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from faults import FailpointError, parse_spec
 from faults.spec import check_point
+from replica import PROJECT_FILE
 from replica.errors import ConfigError
 
-PROJECT_FILE = "replica.toml"
 DEPENDENCY_KINDS = ("postgres", "redis", "http")
 #: Names that give a dependency its kind without ``kind =``.
 KIND_FROM_NAME = {"postgres": "postgres", "redis": "redis"}

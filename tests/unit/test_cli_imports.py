@@ -91,3 +91,17 @@ def test_a_command_that_uses_httpx_skips_its_command_line_client(tmp_path: Path)
     assert "httpx" in loaded
     for package in ("click", "pygments"):
         assert package not in loaded, f"`replica status` loads {package}"
+
+
+def test_a_run_of_the_built_in_backend_does_not_load_the_project_files_models(tmp_path: Path) -> None:
+    """No replica.toml here and no --config: the project module is not imported."""
+    code = "\n".join(
+        [
+            "import os, sys",
+            f"os.chdir({str(tmp_path)!r})",
+            "import replica.cli",
+            "assert replica.cli.project_option(None) is None",
+            "assert 'replica.project' not in sys.modules, 'the project module was loaded'",
+        ]
+    )
+    loaded_after(code)
