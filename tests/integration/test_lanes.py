@@ -113,7 +113,7 @@ def test_no_lane_loses_its_port_to_a_port_stealing_neighbour(local_driver: Local
     print(f"neighbour took {stolen}/100 released ports; {len(results)} lanes all passed")
 
 
-def test_a_lane_leaves_no_proxy_no_process_and_no_port(local_driver: LocalDriver) -> None:
+def test_a_lane_leaves_no_proxy_no_process_no_port_and_no_log(local_driver: LocalDriver) -> None:
     request = LaneRequest(
         backend=BackendSpec(handler="recommended"),
         toxics=(ToxicSpec(hop="backend", type="latency", attributes={"latency": 10}, when="after_ready"),),
@@ -126,12 +126,14 @@ def test_a_lane_leaves_no_proxy_no_process_and_no_port(local_driver: LocalDriver
             with ToxiproxyClient(local_driver.toxiproxy_url) as api:
                 assert [t.type for t in api.toxics(lane.faults.proxies["backend"])] == ["latency"]
                 assert api.get_proxy(lane.faults.proxies["redis"]).enabled is False
-            return lane.base_url, lane.backend.pid, dict(lane.faults.proxies)
+            assert lane.backend.log_path.is_file()
+            return lane.base_url, lane.backend.pid, dict(lane.faults.proxies), lane.backend.log_path
 
-    base_url, pid, proxies = asyncio.run(one())  # asyncio.run waits for the backend's stop
+    base_url, pid, proxies, log = asyncio.run(one())  # asyncio.run waits for the backend's stop
     with ToxiproxyClient(local_driver.toxiproxy_url) as api:
         assert not set(proxies.values()) & set(api.proxies())
     assert not pid_alive(pid)
+    assert not log.exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(base_url + "/health", timeout=2)
 

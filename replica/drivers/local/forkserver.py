@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ctypes
-import functools
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
@@ -232,9 +231,13 @@ class ForkedProcess:
         pending when it ends, which would drop a kill not yet started, but it waits
         for the default executor's queued work."""
         if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.kill, timeout, graceful=False)
-            )
+            self._stopping = asyncio.get_running_loop().run_in_executor(None, self._discard, timeout)
+
+    def _discard(self, timeout: float) -> None:
+        """Kill it and remove its log: read while its run was judged, never after (a
+        long-running ``replica up`` would otherwise keep one per lane it ever opened)."""
+        if self.kill(timeout, graceful=False) is not None:
+            self.log_path.unlink(missing_ok=True)
 
 
 def _stop_servers() -> None:
