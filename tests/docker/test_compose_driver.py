@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidHandshake
 from replica.drivers.base import LaneRequest
 from replica.drivers.compose import PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
 from replica.errors import InfrastructureError
-from replica.polling import wait_until
+from replica.polling import wait_until, wait_until_async
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from tests.docker.conftest import REPO, _run, new_project_name
 
@@ -56,10 +56,10 @@ async def _welcome(base_url: str, token: str) -> dict:
 def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
     assert driver.toxiproxy_url.startswith("http://127.0.0.1:")
     out = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={driver.compose_project}", "--format", "{{.Ports}}"], timeout=30)
-    for ports in out.stdout.split():
-        for mapping in ports.split(","):
-            if "->" in mapping:
-                assert mapping.strip().startswith("127.0.0.1:"), mapping
+    mappings = [m.strip() for ports in out.stdout.split() for m in ports.split(",") if "->" in m]
+    assert all(m.startswith("127.0.0.1:") for m in mappings), mappings
+    # The two APIs and one lane proxy per slot; neither a backend's own port nor a fixed proxy.
+    assert len(mappings) == 2 + driver.slots, mappings
 
 
 def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
@@ -101,7 +101,7 @@ def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
 
 
 def test_a_lane_waits_for_a_free_slot(driver: ComposeDriver) -> None:
-    """Three lanes at once on two slots: the third waits for a slot instead of failing."""
+    """One lane more than there are slots: the last waits for a slot instead of failing."""
     open_now, most = 0, 0
 
     async def one() -> bool:
@@ -113,11 +113,80 @@ def test_a_lane_waits_for_a_free_slot(driver: ComposeDriver) -> None:
             open_now -= 1
             return lane.outcome.ready
 
-    async def three() -> list[bool]:
-        return list(await asyncio.gather(one(), one(), one()))
+    async def one_too_many() -> list[bool]:
+        return list(await asyncio.gather(*(one() for _ in range(driver.slots + 1))))
 
-    assert asyncio.run(three()) == [True, True, True]
-    assert most == driver.slots == 2
+    assert asyncio.run(one_too_many()) == [True] * (driver.slots + 1)
+    assert most == driver.slots == 4  # two slots per lane: the runner's waiting runs get lanes of their own
+
+
+def test_the_agent_relays_only_a_slot_backend_health(driver: ComposeDriver) -> None:
+    """No token needed, only for /health and /health/ready of a slot's backend: what its lane port serves anyway."""
+
+    async def scenario() -> dict[str, int]:
+        async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
+            assert lane.outcome.ready, lane.outcome.detail
+            slot = next(s for s in range(driver.slots) if s not in driver._free_slots)
+            async with httpx.AsyncClient(base_url=driver.agent_url, timeout=10) as http:
+                return {
+                    path: (await http.get(path)).status_code
+                    for path in (f"/slots/{slot}/health", f"/slots/{slot}/health/ready", f"/slots/{slot}/ws",
+                                 f"/slots/{slot}/health/../backends", f"/slots/{driver.slots}/health", "/backends/x")
+                }
+
+    codes = asyncio.run(scenario())
+    slot_paths = list(codes)
+    assert codes[slot_paths[0]] == 200 and codes[slot_paths[1]] in (200, 503), codes
+    assert [codes[p] for p in slot_paths[2:5]] == [404, 404, 404], codes
+    assert codes["/backends/x"] == 401, codes
+
+
+def test_the_agent_relay_says_when_no_backend_answers(driver: ComposeDriver) -> None:
+    async def scenario() -> httpx.Response:
+        async with driver.slot() as slot:  # held: no lane starts a backend there meanwhile
+            async with httpx.AsyncClient(base_url=driver.agent_url, timeout=10) as http:
+                return await http.get(f"/slots/{slot}/health")
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 502
+    assert "did not answer" in response.json()["detail"]
+
+
+def test_the_agent_says_when_a_backend_serves_or_exits(driver: ComposeDriver) -> None:
+    """The long poll ends when the backend serves (its health answers at once) or exits (with its code)."""
+    auth = {"Authorization": f"Bearer {driver.lanes_token}"}
+
+    async def start_and_wait(http: httpx.AsyncClient, slot: int, name: str, env: dict[str, str]) -> dict:
+        started = await http.post("/backends", json={"name": name, "slot": slot, "env": env})
+        assert started.status_code == 201, started.text
+        try:
+            started_at = time.monotonic()
+            await http.get(f"/backends/{name}/signalled", params={"timeout": 60})
+            waited = time.monotonic() - started_at
+            health = (await http.get(f"/slots/{slot}/health")).status_code
+            codes: list[int | None] = []
+
+            async def reaped() -> bool:  # an exit is told the moment it closes its end, a moment before it is reaped
+                codes.append((await http.get(f"/backends/{name}")).json()["exit_code"])
+                return health == 200 or codes[-1] is not None
+
+            await wait_until_async(reaped, 10, what="the backend's exit status")
+            return {"waited_s": waited, "health": health, "exit_code": codes[-1]}
+        finally:
+            await http.delete(f"/backends/{name}")
+
+    async def scenario() -> tuple[dict, dict]:
+        async with driver.slot() as slot, httpx.AsyncClient(base_url=driver.agent_url, headers=auth, timeout=70) as http:
+            serves = {"REPLICA_STARTUP_MODE": "background"}
+            refused = {"REPLICA_FAILPOINTS": "no.such.point=skip"}
+            return (
+                await start_and_wait(http, slot, f"t-{uuid.uuid4().hex[:8]}", serves),
+                await start_and_wait(http, slot, f"t-{uuid.uuid4().hex[:8]}", refused),
+            )
+
+    serving, exited = asyncio.run(scenario())
+    assert serving["waited_s"] < 30 and (serving["health"], serving["exit_code"]) == (200, None), serving
+    assert exited["waited_s"] < 30 and (exited["health"], exited["exit_code"]) == (502, 2), exited
 
 
 def test_the_agent_says_when_the_stack_answers(driver: ComposeDriver) -> None:

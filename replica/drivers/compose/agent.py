@@ -4,13 +4,18 @@ One long-lived container per compose stack holds a preloaded fork server (the
 local driver's, :class:`~replica.drivers.local.forkserver.ForkServer`) and forks a
 fresh backend per run, so a lane costs a fork, not a container start. Lane slot
 ``i`` serves on container port ``BACKEND_PORT_BASE + i``, bound here and handed to
-the backend; at most one backend per slot runs at a time.
+the backend; at most one backend per slot runs at a time. Those ports are not
+published: the host reaches a backend through its lane's proxy, and its health
+through this API.
 
-The API (JSON over HTTP, every request carrying ``Authorization: Bearer
-$LANES_TOKEN``, a secret the driver generates per stack):
+The API (JSON over HTTP, every request but the health relay carrying
+``Authorization: Bearer $LANES_TOKEN``, a secret the driver generates per stack):
 
 * ``POST /backends`` ``{"name", "slot", "env"}`` → 201: forks the backend;
 * ``GET /backends/{name}`` → ``{"exit_code": int | null}``;
+* ``GET /backends/{name}/signalled?timeout=S`` → ``{"exit_code": int | null}`` once
+  the backend says it serves or has exited, or after ``S`` seconds (a long poll:
+  the driver's readiness wait checks the moment the backend serves);
 * ``GET /backends/{name}/log?lines=N`` → ``{"log": "..."}``;
 * ``DELETE /backends/{name}`` → 204 at once; it is killed in the background (its
   run is over and its proxies are gone: nothing it could still do is observed),
@@ -18,7 +23,11 @@ $LANES_TOKEN``, a secret the driver generates per stack):
 * ``GET /ready`` → 200 once the stack's services answer from inside its network
   (``SELECT 1`` on PostgreSQL, ``PING`` on Redis, the auth service's ``/health``;
   their URLs in ``LANES_POSTGRES_URL``, ``LANES_REDIS_URL``, ``LANES_AUTH_URL``),
-  else 503 naming the first that does not: the driver's one readiness wait.
+  else 503 naming the first that does not: the driver's one readiness wait;
+* ``GET /slots/{slot}/health`` and ``/slots/{slot}/health/ready``, no token: the
+  reply of slot ``slot``'s backend to the same path, relayed (502 when it does not
+  answer). Only those two read-only paths, which the lane's own proxy port serves
+  to anyone on the host anyway.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import secrets
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,9 +55,14 @@ logger = logging.getLogger("replica.lanes-agent")
 BACKEND_MAIN = "replica.backend.__main__:main"
 AGENT_PORT = 8400
 BACKEND_PORT_BASE = 9000
-MAX_SLOTS = 32
+MAX_SLOTS = 64
 LOG_DIR = Path("/tmp/lanes")
 STOP_TIMEOUT_S = 3.0
+#: The longest a ``signalled`` long poll may wait.
+MAX_SIGNAL_WAIT_S = 300.0
+#: A relayed health request is cut off after this long (under the driver's own 0.5 s).
+HEALTH_RELAY_TIMEOUT_S = 0.4
+HEALTH_PATHS = ("health", "health/ready")
 #: Each readiness check of a stack service is cut off after this long.
 READY_CHECK_TIMEOUT_S = 2.0
 
@@ -117,12 +132,23 @@ def kill_now(process: ForkedProcess) -> None:
     process.kill(STOP_TIMEOUT_S)
 
 
+@dataclass
+class Backend:
+    """A backend this agent forked, on its slot; ``served`` ends once it serves or has exited."""
+
+    slot: int
+    process: ForkedProcess
+    served: "asyncio.Task[None]"
+
+
 def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "FastAPI":
     # Imported here: the driver reads this module's constants without loading FastAPI.
-    from fastapi import Depends, FastAPI, Header, HTTPException, Query
+    from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+
+    from replica import http1
 
     forks = ForkServer()
-    backends: dict[str, tuple[int, ForkedProcess]] = {}
+    backends: dict[str, Backend] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
     claimed: set[int] = set()  # slots with a backend, or one starting
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LANES_")}
@@ -131,28 +157,29 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
         if not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token")
 
-    app = FastAPI(title="staging-replica lanes agent", dependencies=[Depends(authorized)], docs_url=None, redoc_url=None)
+    app = FastAPI(title="staging-replica lanes agent", docs_url=None, redoc_url=None, openapi_url=None)
+    api = APIRouter(dependencies=[Depends(authorized)])
     forks.warm()
 
-    def lookup(name: str) -> ForkedProcess:
+    def lookup(name: str) -> Backend:
         if name not in backends:
             raise HTTPException(404, f"no backend {name!r}")
-        return backends[name][1]
+        return backends[name]
 
-    @app.get("/health")
+    @api.get("/health")
     async def health() -> dict[str, int]:
         for slot in [slot for slot, stop in stopping.items() if stop.done()]:
             del stopping[slot]
         return {"backends": len(backends) + len(stopping)}
 
-    @app.get("/ready")
+    @api.get("/ready")
     async def ready() -> dict[str, str]:
         problem = await stack_problem(stack or {})
         if problem is not None:
             raise HTTPException(503, problem)
         return {"status": "ready"}
 
-    @app.post("/backends", status_code=201)
+    @api.post("/backends", status_code=201)
     async def start(request: StartRequest) -> dict[str, str]:
         if request.slot >= slots:
             raise HTTPException(422, f"slot {request.slot} out of range (this agent has {slots})")
@@ -164,7 +191,7 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
         except BaseException:
             claimed.discard(request.slot)
             raise
-        backends[request.name] = (request.slot, process)
+        backends[request.name] = Backend(request.slot, process, asyncio.ensure_future(process.signalled()))
         return {"name": request.name}
 
     async def start_on_slot(request: StartRequest) -> ForkedProcess:
@@ -189,26 +216,46 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
                 logger.exception("forking backend %s failed", request.name)
                 raise HTTPException(503, f"forking the backend failed: {type(exc).__name__}: {exc}") from exc
 
-    @app.get("/backends/{name}")
+    @api.get("/backends/{name}")
     async def status(name: str) -> dict[str, int | None]:
-        return {"exit_code": lookup(name).poll()}
+        return {"exit_code": lookup(name).process.poll()}
 
-    @app.get("/backends/{name}/log")
+    @api.get("/backends/{name}/signalled")
+    async def signalled(name: str, timeout: float = Query(30.0, gt=0, le=MAX_SIGNAL_WAIT_S)) -> dict[str, int | None]:
+        backend = lookup(name)
+        await asyncio.wait([backend.served], timeout=timeout)  # a stop cancels it: this ends then too
+        return {"exit_code": backend.process.poll()}
+
+    @api.get("/backends/{name}/log")
     async def log(name: str, lines: int = Query(40, ge=1, le=1000)) -> dict[str, str]:
-        return {"log": lookup(name).log_tail(lines)}
+        return {"log": lookup(name).process.log_tail(lines)}
 
-    @app.delete("/backends/{name}", status_code=204)
+    @api.delete("/backends/{name}", status_code=204)
     async def stop(name: str) -> None:
-        process = lookup(name)
-        slot, _ = backends.pop(name)
-        claimed.discard(slot)
+        backend = lookup(name)
+        del backends[name]
+        claimed.discard(backend.slot)
+        backend.served.cancel()
+        await asyncio.wait([backend.served])  # its wait on the readiness socket ends before the kill closes that socket
 
         def kill() -> None:
-            kill_now(process)
-            process.log_path.unlink(missing_ok=True)
+            kill_now(backend.process)
+            backend.process.log_path.unlink(missing_ok=True)
 
-        stopping[slot] = asyncio.ensure_future(asyncio.to_thread(kill))
+        stopping[backend.slot] = asyncio.ensure_future(asyncio.to_thread(kill))
 
+    @app.get("/slots/{slot}/{path:path}")
+    async def relay_health(slot: int, path: str) -> Response:
+        if path not in HEALTH_PATHS or not 0 <= slot < slots:
+            raise HTTPException(404, "only /slots/{slot}/health and /slots/{slot}/health/ready are relayed")
+        url = f"http://127.0.0.1:{BACKEND_PORT_BASE + slot}/{path}"
+        try:
+            reply = await http1.request("GET", url, timeout=HEALTH_RELAY_TIMEOUT_S)
+        except http1.HTTPError as exc:
+            raise HTTPException(502, f"the backend on slot {slot} did not answer: {exc.reason}") from None
+        return Response(reply.body, status_code=reply.status, media_type="application/json")
+
+    app.include_router(api)
     return app
 
 

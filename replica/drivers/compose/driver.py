@@ -11,9 +11,13 @@ preloaded fork server (:mod:`replica.drivers.compose.agent`) that forks a fresh
 backend per run, so a lane costs a fork, not a container start. Each lane has
 four proxies of its own inside the proxy container (``postgres-<id>``,
 ``redis-<id>``, ``auth-<id>``, ``backend-<id>``) on its slot's fixed ports, like
-the local driver's lanes. The host reaches a lane only through ports published on
-127.0.0.1: the lane's ``backend`` proxy (faults apply) and, for readiness, the
-backend's own port in the lanes container.
+the local driver's lanes. The runner opens up to twice ``max_parallel_lanes`` lanes
+at once (its waiting runs on lanes of their own), so there are as many slots. The
+host reaches the stack only through ports published on 127.0.0.1 (each one an
+engine proxy process and NAT rules, set up at ``up`` and torn down at ``close``):
+the fault proxy's API, the agent's API and, per slot, the lane's ``backend`` proxy
+(faults apply). A backend's readiness is asked through the agent, which relays its
+``/health`` from inside the container and says the moment it serves (a long poll).
 
 A user's project (``replica.toml`` with ``[backend] image`` or ``build``) runs
 differently: a container of its image per run (:mod:`replica.drivers.compose.user_image`)
@@ -74,9 +78,15 @@ Progress = Callable[[str], None]
 LANE_PORT_BASE = 18100
 DEP_PORT_BASE = 20000
 DEP_OFFSETS = {"postgres": 0, "redis": 1, "auth": 2}
-STACK_SERVICES = ("toxiproxy", "postgres", "redis", "auth", "lanes")
+#: The compose service of the lanes' fault proxy (no fixed proxies, unlike the hand-run stack's ``toxiproxy``).
+PROXY_SERVICE = "lane-proxy"
+STACK_SERVICES = (PROXY_SERVICE, "postgres", "redis", "auth", "lanes")
 DEFAULT_UP_TIMEOUT_S = 180.0
 DEFAULT_COMPOSE_LANES = 4
+#: Slots per lane the runner computes on: it opens as many lanes again for runs that mostly wait.
+SLOTS_PER_LANE = 2
+#: How long one ``signalled`` long poll of the agent may wait (the readiness wait cancels it sooner).
+SIGNAL_WAIT_S = 60.0
 #: How often the readiness wait asks docker whether a stack container has exited.
 EXITED_CHECK_S = 1.0
 
@@ -102,6 +112,16 @@ class AgentBackend:
         response = await self._http.get(f"/backends/{self.name}")
         response.raise_for_status()
         return response.json()["exit_code"]
+
+    async def signalled(self) -> None:
+        """Returns once the backend says it serves or has exited (the agent's long poll),
+        or the agent cannot say: the readiness wait then checks at once."""
+        try:
+            await self._http.get(
+                f"/backends/{self.name}/signalled", params={"timeout": SIGNAL_WAIT_S}, timeout=SIGNAL_WAIT_S + 5
+            )
+        except httpx.HTTPError:
+            pass
 
     async def log(self, n_lines: int = 40) -> str:
         try:
@@ -134,15 +154,17 @@ class ComposeDriver(LaneDriver):
         project: Project | None = None,
     ) -> None:
         """``name``: the compose project's; ``project``: the user's project whose backend the lanes run."""
-        if not 1 <= max_parallel_lanes <= MAX_SLOTS:
-            raise ConfigError(f"the compose driver runs 1 to {MAX_SLOTS} lanes at once (got {max_parallel_lanes})")
+        if not 1 <= max_parallel_lanes <= MAX_SLOTS // SLOTS_PER_LANE:
+            raise ConfigError(
+                f"the compose driver runs 1 to {MAX_SLOTS // SLOTS_PER_LANE} lanes at once (got {max_parallel_lanes})"
+            )
         refusal = project.compose_refusal() if project is not None else None
         if refusal is not None:
             raise refusal
         self.compose_project = name
         self.project = project
-        #: Lane slots: each has fixed ports, published on 127.0.0.1 (each costs the engine a proxy process).
-        self.slots = max_parallel_lanes
+        #: Lane slots: each has fixed ports, one published on 127.0.0.1 (each costs the engine a proxy process).
+        self.slots = SLOTS_PER_LANE * max_parallel_lanes
         self.image = ""
         self.max_parallel_lanes = max_parallel_lanes
         self.progress = progress
@@ -232,15 +254,13 @@ class ComposeDriver(LaneDriver):
 
     def _write_override(self) -> None:
         """The lane slots' published ports, and the user's code (read-only) for their handlers."""
-        slots = range(self.slots)
-        toxiproxy = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in slots)
-        lanes = "\n".join(f'      - "127.0.0.1::{port}"' for port in (AGENT_PORT, *(BACKEND_PORT_BASE + s for s in slots)))
+        lane_ports = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in range(self.slots))
         no_healthcheck = "    healthcheck:\n      disable: true\n"
         self._override.write_text(
             f"# lane slots of the compose driver (project {self.compose_project}); it waits for the stack itself\n"
             f"services:\n"
-            f"  toxiproxy:\n{no_healthcheck}    ports:\n{toxiproxy}\n"
-            f"  lanes:\n{no_healthcheck}    ports:\n{lanes}\n"
+            f"  {PROXY_SERVICE}:\n    ports:\n{lane_ports}\n"
+            f"  lanes:\n{no_healthcheck}"
             f"    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n"
             + "".join(f"  {service}:\n{no_healthcheck}" for service in ("postgres", "redis", "auth"))
         )
@@ -315,19 +335,17 @@ class ComposeDriver(LaneDriver):
         return out.stdout[-6000:]
 
     def _read_ports(self) -> None:
-        out = docker([*self._compose_args(), "ps", "--format", "json", "toxiproxy", "lanes"], timeout=30, env=self.env)
+        out = docker([*self._compose_args(), "ps", "--format", "json", PROXY_SERVICE, "lanes"], timeout=30, env=self.env)
         if out.returncode != 0:
             raise InfrastructureError(f"cannot read the stack's published ports: {last_line(out.stderr)}")
         text = out.stdout.strip()
         rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
         self._published = _published(rows)
-        slots = range(self.slots)
-        needed = [("toxiproxy", 8474), ("lanes", AGENT_PORT)]
-        needed += [("toxiproxy", LANE_PORT_BASE + s) for s in slots] + [("lanes", BACKEND_PORT_BASE + s) for s in slots]
+        needed = [(PROXY_SERVICE, 8474), ("lanes", AGENT_PORT)] + [(PROXY_SERVICE, LANE_PORT_BASE + s) for s in range(self.slots)]
         missing = [f"{service}:{port}" for service, port in needed if (service, port) not in self._published]
         if missing:
             raise InfrastructureError(f"the stack does not publish {', '.join(missing)} on 127.0.0.1")
-        self.toxiproxy_url = f"http://127.0.0.1:{self._published[('toxiproxy', 8474)]}"
+        self.toxiproxy_url = f"http://127.0.0.1:{self._published[(PROXY_SERVICE, 8474)]}"
         self.agent_url = f"http://127.0.0.1:{self._published[('lanes', AGENT_PORT)]}"
 
     def close(self) -> None:
@@ -383,18 +401,15 @@ class ComposeDriver(LaneDriver):
 
     def proxy_address(self, hop: str, port: int) -> str:
         if hop == "backend":
-            return f"127.0.0.1:{self._published[('toxiproxy', port)]}"
-        return f"toxiproxy:{port}"
+            return f"127.0.0.1:{self._published[(PROXY_SERVICE, port)]}"
+        return f"{PROXY_SERVICE}:{port}"
 
     async def place_backend(self, slot: int) -> BackendPlace:
         if self.project is not None:
             # A container of its own, reached by name on the stack's network; its health port is known once it runs.
             container = f"{self.compose_project}-backend-{uuid.uuid4().hex[:8]}"
             return BackendPlace(upstream=f"{container}:{CONTAINER_PORT}", health_url="", listener=container)
-        port = BACKEND_PORT_BASE + slot
-        return BackendPlace(
-            upstream=f"lanes:{port}", health_url=f"http://127.0.0.1:{self._published[('lanes', port)]}", listener=slot
-        )
+        return BackendPlace(upstream=f"lanes:{BACKEND_PORT_BASE + slot}", health_url=f"{self.agent_url}/slots/{slot}", listener=slot)
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
         http = httpx.AsyncClient(
