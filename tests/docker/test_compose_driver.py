@@ -104,17 +104,21 @@ def test_a_lane_waits_for_a_free_slot(driver: ComposeDriver) -> None:
     """One lane more than there are slots: the last waits for a slot instead of failing."""
     open_now, most = 0, 0
 
-    async def one() -> bool:
+    async def one(all_slots_taken: asyncio.Event) -> bool:
         nonlocal open_now, most
         async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
             open_now += 1
             most = max(most, open_now)
+            if open_now == driver.slots:
+                all_slots_taken.set()
+            await asyncio.wait_for(all_slots_taken.wait(), 60)  # every lane stays open until all slots are
             await _welcome(lane.base_url, driver.mint_token())
             open_now -= 1
             return lane.outcome.ready
 
     async def one_too_many() -> list[bool]:
-        return list(await asyncio.gather(*(one() for _ in range(driver.slots + 1))))
+        all_slots_taken = asyncio.Event()
+        return list(await asyncio.gather(*(one(all_slots_taken) for _ in range(driver.slots + 1))))
 
     assert asyncio.run(one_too_many()) == [True] * (driver.slots + 1)
     assert most == driver.slots == 4  # two slots per lane: the runner's waiting runs get lanes of their own
@@ -264,6 +268,36 @@ def test_a_hop_down_before_start_is_the_lane_own(driver: ComposeDriver) -> None:
                 await _welcome(other.base_url, driver.mint_token())
 
     asyncio.run(scenario())
+
+
+#: Run in the lanes container: SIGKILL the fork server's only child while no lane is open, the auth service.
+KILL_AUTH = """
+import os, signal
+def ppid(pid): return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+server = next(p for p in pids if b"multiprocessing.forkserver" in open(f"/proc/{p}/cmdline", "rb").read())
+(auth,) = [p for p in pids if p != server and os.path.exists(f"/proc/{p}") and ppid(p) == int(server)]
+os.kill(int(auth), signal.SIGKILL)
+"""
+
+
+def test_the_lanes_container_stops_when_its_auth_service_does(images: dict[str, str]) -> None:
+    """The agent forks the stack's auth service (no container of its own); if it dies, the
+    container exits, so a readiness wait or a lane fails at once instead of timing out."""
+    project = new_project_name()
+    drv = ComposeDriver.start(name=project)
+    try:
+        services = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={project}",
+                         "--format", '{{.Label "com.docker.compose.service"}}'], timeout=30).stdout.split()
+        assert sorted(services) == ["lane-proxy", "lanes", "postgres", "redis"]
+        lanes = f"{project}-lanes-1"
+        assert _run(["docker", "exec", lanes, "python", "-c", KILL_AUTH], timeout=30).returncode == 0
+        waited = _run(["docker", "wait", lanes], timeout=60)
+        assert waited.returncode == 0, waited.stderr
+        assert "the auth service exited" in _run(["docker", "logs", lanes], timeout=30).stderr
+    finally:
+        drv.close()
+        assert project_resources(project) == NOTHING
 
 
 def test_failed_start_leaves_nothing(images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

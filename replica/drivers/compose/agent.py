@@ -2,7 +2,11 @@
 
 One long-lived container per compose stack holds a preloaded fork server (the
 local driver's, :class:`~replica.drivers.local.forkserver.ForkServer`) and forks a
-fresh backend per run, so a lane costs a fork, not a container start. Lane slot
+fresh backend per run, so a lane costs a fork, not a container start. It forks the
+stack's auth service too, at start (port ``AUTH_PORT``, ``JWT_SECRET`` from
+``LANES_JWT_SECRET``), as the local driver does: a container fewer to start and
+stop, and the stack is ready only once the fork server is warm. If the auth service
+exits, so does the agent, and the container with it. Lane slot
 ``i`` serves on container port ``BACKEND_PORT_BASE + i``, bound here and handed to
 the backend; at most one backend per slot runs at a time. Those ports are not
 published: the host reaches a backend through its lane's proxy, and its health
@@ -22,7 +26,7 @@ The API (JSON over HTTP, every request but the health relay carrying
   and a start on its slot waits until it is gone;
 * ``GET /ready`` → 200 once the stack's services answer from inside its network
   (``SELECT 1`` on PostgreSQL, ``PING`` on Redis, the auth service's ``/health``;
-  their URLs in ``LANES_POSTGRES_URL``, ``LANES_REDIS_URL``, ``LANES_AUTH_URL``),
+  their URLs in ``LANES_POSTGRES_URL`` and ``LANES_REDIS_URL``),
   else 503 naming the first that does not: the driver's one readiness wait;
 * ``GET /slots/{slot}/health`` and ``/slots/{slot}/health/ready``, no token: the
   reply of slot ``slot``'s backend to the same path, relayed (502 when it does not
@@ -39,9 +43,10 @@ import secrets
 import signal
 import socket
 import sys
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,7 +58,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("replica.lanes-agent")
 
 BACKEND_MAIN = "replica.backend.__main__:main"
+AUTH_MAIN = "replica.auth.__main__:main"
 AGENT_PORT = 8400
+AUTH_PORT = 8081
 BACKEND_PORT_BASE = 9000
 MAX_SLOTS = 64
 LOG_DIR = Path("/tmp/lanes")
@@ -77,11 +84,12 @@ class StartRequest(BaseModel):
     )
 
 
-def bind_slot(slot: int) -> socket.socket:
+def bind_port(port: int) -> socket.socket:
+    """A socket bound on ``port`` of the container's interfaces (the stack's network), to hand to a fork."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("0.0.0.0", BACKEND_PORT_BASE + slot))
+        sock.bind(("0.0.0.0", port))
     except OSError:
         sock.close()
         raise
@@ -141,7 +149,8 @@ class Backend:
     served: "asyncio.Task[None]"
 
 
-def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "FastAPI":
+def agent_app(token: str, slots: int, stack: dict[str, str] | None = None, jwt_secret: str = "") -> "FastAPI":
+    """The agent's API; with ``jwt_secret``, the auth service is forked once the app runs."""
     # Imported here: the driver reads this module's constants without loading FastAPI.
     from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 
@@ -157,7 +166,27 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
         if not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token")
 
-    app = FastAPI(title="staging-replica lanes agent", docs_url=None, redoc_url=None, openapi_url=None)
+    async def serve_auth() -> None:
+        """Fork the auth service (once the fork server is warm) and stop the agent when it exits."""
+        with bind_port(AUTH_PORT) as listener:
+            auth = await forks.start_async(
+                AUTH_MAIN, {**base_env, "JWT_SECRET": jwt_secret}, LOG_DIR / "auth.log", "auth",
+                listener=listener, fd_env="AUTH_FD",
+            )
+        await auth.signalled()  # it never says it serves: this returns when it exits
+        logger.error("the auth service exited (%s):\n%s", auth.poll(), auth.log_tail(20))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @asynccontextmanager
+    async def lifespan(_app: "FastAPI") -> AsyncIterator[None]:
+        auth = asyncio.ensure_future(serve_auth()) if jwt_secret else None
+        try:
+            yield
+        finally:
+            if auth is not None:
+                auth.cancel()
+
+    app = FastAPI(title="staging-replica lanes agent", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     api = APIRouter(dependencies=[Depends(authorized)])
     forks.warm()
 
@@ -203,7 +232,7 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
             except Exception:  # the slot's last backend is gone either way; say why it did not stop cleanly
                 logger.exception("stopping the last backend of slot %s failed", request.slot)
         try:
-            listener = bind_slot(request.slot)
+            listener = bind_port(BACKEND_PORT_BASE + request.slot)
         except OSError as exc:
             raise HTTPException(409, f"slot {request.slot} cannot be bound: {exc.strerror}") from exc
         with listener:
@@ -271,8 +300,12 @@ def main() -> int:
     import uvicorn
 
     LOG_DIR.mkdir(mode=0o700, exist_ok=True)
-    stack = {name: os.environ.get(f"LANES_{name.upper()}_URL", "") for name in ("postgres", "redis", "auth")}
-    uvicorn.run(agent_app(token, slots, stack), host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="off")
+    stack = {name: os.environ.get(f"LANES_{name.upper()}_URL", "") for name in ("postgres", "redis")}
+    jwt_secret = os.environ.get("LANES_JWT_SECRET", "")
+    if jwt_secret:
+        stack["auth"] = f"http://127.0.0.1:{AUTH_PORT}"
+    app = agent_app(token, slots, stack, jwt_secret)
+    uvicorn.run(app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on")
     return 0
 
 

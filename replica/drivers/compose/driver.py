@@ -1,14 +1,14 @@
 """The ``compose`` driver: the replica as containers (``docker-compose.yml``).
 
-The stack — the fault proxy, PostgreSQL, Redis, the auth service and the lanes
-container — is brought up with ``docker compose up --detach`` under a project name
-of its own, so parallel stacks never collide, and is ready once the fault proxy's
-API answers and the lanes agent's ``/ready`` does (it queries PostgreSQL, Redis and
-the auth service from inside the stack's network): one wait polled every few
-milliseconds from the host, not the compose file's healthchecks (1 s apart, and an
-``exec`` each; the driver turns them off for its stacks). The lanes container holds a
-preloaded fork server (:mod:`replica.drivers.compose.agent`) that forks a fresh
-backend per run, so a lane costs a fork, not a container start. Each lane has
+The stack — the fault proxy, PostgreSQL, Redis and the lanes container — is
+brought up with ``docker compose up --detach`` under a project name of its own, so
+parallel stacks never collide, and is ready once the fault proxy's API answers and
+the lanes agent's ``/ready`` does (it queries PostgreSQL, Redis and the auth service
+from inside the stack's network): one wait polled every few milliseconds from the
+host, not the compose file's healthchecks (1 s apart, and an ``exec`` each; the
+driver turns them off for its stacks). The lanes container holds a preloaded fork
+server (:mod:`replica.drivers.compose.agent`) that forks the auth service at start
+and a fresh backend per run, so a lane costs a fork, not a container start. Each lane has
 four proxies of its own inside the proxy container (``postgres-<id>``,
 ``redis-<id>``, ``auth-<id>``, ``backend-<id>``) on its slot's fixed ports, like
 the local driver's lanes. The runner opens up to twice ``max_parallel_lanes`` lanes
@@ -52,7 +52,7 @@ from typing import AsyncIterator, Callable
 import httpx
 
 from replica.drivers.compose.user_image import CONTAINER_PORT, ContainerBackend, project_image
-from replica.drivers.compose.agent import AGENT_PORT, BACKEND_PORT_BASE, MAX_SLOTS
+from replica.drivers.compose.agent import AGENT_PORT, AUTH_PORT, BACKEND_PORT_BASE, MAX_SLOTS
 from replica.drivers.compose.docker import (
     compose_file,
     compose_problem,
@@ -80,7 +80,8 @@ DEP_PORT_BASE = 20000
 DEP_OFFSETS = {"postgres": 0, "redis": 1, "auth": 2}
 #: The compose service of the lanes' fault proxy (no fixed proxies, unlike the hand-run stack's ``toxiproxy``).
 PROXY_SERVICE = "lane-proxy"
-STACK_SERVICES = (PROXY_SERVICE, "postgres", "redis", "auth", "lanes")
+#: The driver's stack: the lanes container runs the auth service beside the backends (forked, as the local driver does).
+STACK_SERVICES = (PROXY_SERVICE, "postgres", "redis", "lanes")
 DEFAULT_UP_TIMEOUT_S = 180.0
 DEFAULT_COMPOSE_LANES = 4
 #: Slots per lane the runner computes on: it opens as many lanes again for runs that mostly wait.
@@ -186,7 +187,7 @@ class ComposeDriver(LaneDriver):
         stack = {
             "postgres": f"postgresql://replica:{postgres_password}@postgres:5432/replica",
             "redis": f"redis://:{redis_password}@redis:6379/0",
-            "auth": "http://auth:8081",
+            "auth": f"http://lanes:{AUTH_PORT}",
         }
         self.dependency_urls = {n: stack[d.kind] for n, d in project.dependencies.items()} if project else stack
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
@@ -262,7 +263,7 @@ class ComposeDriver(LaneDriver):
             f"  {PROXY_SERVICE}:\n    ports:\n{lane_ports}\n"
             f"  lanes:\n{no_healthcheck}"
             f"    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n"
-            + "".join(f"  {service}:\n{no_healthcheck}" for service in ("postgres", "redis", "auth"))
+            + "".join(f"  {service}:\n{no_healthcheck}" for service in ("postgres", "redis"))
         )
 
     def _up(self, timeout: float) -> None:
