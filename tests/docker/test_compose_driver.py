@@ -156,41 +156,44 @@ def test_the_agent_relay_says_when_no_backend_answers(driver: ComposeDriver) -> 
     assert "did not answer" in response.json()["detail"]
 
 
-def test_the_agent_says_when_a_backend_serves_or_exits(driver: ComposeDriver) -> None:
-    """The long poll ends when the backend serves (its health answers at once) or exits (with its code)."""
+def test_the_relay_answers_for_a_starting_backend_once_it_serves_or_exits(driver: ComposeDriver) -> None:
+    """Asked right after the start, the relay waits for the backend: 200 once it serves, 502
+    once it has exited (its code then told), and a 502 for one still starting only after
+    the whole wait: never an early "not yet" that would cost the readiness wait a try."""
+    from replica.drivers.compose.agent import RELAY_SERVE_WAIT_S
+
     auth = {"Authorization": f"Bearer {driver.lanes_token}"}
 
-    async def start_and_wait(http: httpx.AsyncClient, slot: int, name: str, env: dict[str, str]) -> dict:
+    async def start_and_ask(http: httpx.AsyncClient, slot: int, env: dict[str, str]) -> dict:
+        name = f"t-{uuid.uuid4().hex[:8]}"
         started = await http.post("/backends", json={"name": name, "slot": slot, "env": env})
         assert started.status_code == 201, started.text
         try:
-            started_at = time.monotonic()
-            await http.get(f"/backends/{name}/signalled", params={"timeout": 60})
-            waited = time.monotonic() - started_at
+            asked = time.monotonic()
             health = (await http.get(f"/slots/{slot}/health")).status_code
+            answered_s = time.monotonic() - asked
             codes: list[int | None] = []
 
-            async def reaped() -> bool:  # an exit is told the moment it closes its end, a moment before it is reaped
+            async def told() -> bool:  # an exit is seen the moment it closes its end, a moment before it is reaped
                 codes.append((await http.get(f"/backends/{name}")).json()["exit_code"])
                 return health == 200 or codes[-1] is not None
 
-            await wait_until_async(reaped, 10, what="the backend's exit status")
-            return {"waited_s": waited, "health": health, "exit_code": codes[-1]}
+            await wait_until_async(told, 10, what="the backend's exit status")
+            return {"health": health, "answered_s": answered_s, "exit_code": codes[-1]}
         finally:
             await http.delete(f"/backends/{name}")
 
     async def scenario() -> tuple[dict, dict]:
-        async with driver.slot() as slot, httpx.AsyncClient(base_url=driver.agent_url, headers=auth, timeout=70) as http:
-            serves = {"REPLICA_STARTUP_MODE": "background"}
-            refused = {"REPLICA_FAILPOINTS": "no.such.point=skip"}
+        async with driver.slot() as slot, httpx.AsyncClient(base_url=driver.agent_url, headers=auth, timeout=10) as http:
             return (
-                await start_and_wait(http, slot, f"t-{uuid.uuid4().hex[:8]}", serves),
-                await start_and_wait(http, slot, f"t-{uuid.uuid4().hex[:8]}", refused),
+                await start_and_ask(http, slot, {"REPLICA_STARTUP_MODE": "background"}),
+                await start_and_ask(http, slot, {"REPLICA_FAILPOINTS": "no.such.point=skip"}),
             )
 
     serving, exited = asyncio.run(scenario())
-    assert serving["waited_s"] < 30 and (serving["health"], serving["exit_code"]) == (200, None), serving
-    assert exited["waited_s"] < 30 and (exited["health"], exited["exit_code"]) == (502, 2), exited
+    assert serving["exit_code"] is None, serving
+    assert serving["health"] == 200 or serving["answered_s"] >= RELAY_SERVE_WAIT_S, serving
+    assert (exited["health"], exited["exit_code"]) == (502, 2), exited
 
 
 def test_the_agent_says_when_the_stack_answers(driver: ComposeDriver) -> None:

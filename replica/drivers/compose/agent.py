@@ -17,9 +17,6 @@ The API (JSON over HTTP, every request but the health relay carrying
 
 * ``POST /backends`` ``{"name", "slot", "env"}`` → 201: forks the backend;
 * ``GET /backends/{name}`` → ``{"exit_code": int | null}``;
-* ``GET /backends/{name}/signalled?timeout=S`` → ``{"exit_code": int | null}`` once
-  the backend says it serves or has exited, or after ``S`` seconds (a long poll:
-  the driver's readiness wait checks the moment the backend serves);
 * ``GET /backends/{name}/log?lines=N`` → ``{"log": "..."}``;
 * ``DELETE /backends/{name}`` → 204 at once; it is killed in the background (its
   run is over and its proxies are gone: nothing it could still do is observed),
@@ -30,8 +27,10 @@ The API (JSON over HTTP, every request but the health relay carrying
   else 503 naming the first that does not: the driver's one readiness wait;
 * ``GET /slots/{slot}/health`` and ``/slots/{slot}/health/ready``, no token: the
   reply of slot ``slot``'s backend to the same path, relayed (502 when it does not
-  answer). Only those two read-only paths, which the lane's own proxy port serves
-  to anyone on the host anyway.
+  answer). A backend still starting is waited for, up to ``RELAY_SERVE_WAIT_S``,
+  until it says it serves or exits (its readiness socket): the driver's readiness
+  poll gets its answer the moment there is one, not at its next try. Only those two
+  read-only paths, which the lane's own proxy port serves to anyone on the host anyway.
 """
 
 from __future__ import annotations
@@ -65,10 +64,10 @@ BACKEND_PORT_BASE = 9000
 MAX_SLOTS = 64
 LOG_DIR = Path("/tmp/lanes")
 STOP_TIMEOUT_S = 3.0
-#: The longest a ``signalled`` long poll may wait.
-MAX_SIGNAL_WAIT_S = 300.0
-#: A relayed health request is cut off after this long (under the driver's own 0.5 s).
-HEALTH_RELAY_TIMEOUT_S = 0.4
+#: A relayed health request waits this long for a starting backend to serve, then is
+#: cut off after the second: together under the driver's own limit of 0.5 s a request.
+RELAY_SERVE_WAIT_S = 0.25
+HEALTH_RELAY_TIMEOUT_S = 0.15
 HEALTH_PATHS = ("health", "health/ready")
 #: Each readiness check of a stack service is cut off after this long.
 READY_CHECK_TIMEOUT_S = 2.0
@@ -249,12 +248,6 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None, jwt_s
     async def status(name: str) -> dict[str, int | None]:
         return {"exit_code": lookup(name).process.poll()}
 
-    @api.get("/backends/{name}/signalled")
-    async def signalled(name: str, timeout: float = Query(30.0, gt=0, le=MAX_SIGNAL_WAIT_S)) -> dict[str, int | None]:
-        backend = lookup(name)
-        await asyncio.wait([backend.served], timeout=timeout)  # a stop cancels it: this ends then too
-        return {"exit_code": backend.process.poll()}
-
     @api.get("/backends/{name}/log")
     async def log(name: str, lines: int = Query(40, ge=1, le=1000)) -> dict[str, str]:
         return {"log": lookup(name).process.log_tail(lines)}
@@ -277,6 +270,9 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None, jwt_s
     async def relay_health(slot: int, path: str) -> Response:
         if path not in HEALTH_PATHS or not 0 <= slot < slots:
             raise HTTPException(404, "only /slots/{slot}/health and /slots/{slot}/health/ready are relayed")
+        starting = [backend.served for backend in backends.values() if backend.slot == slot]
+        if starting:  # done once it serves or has exited; a stop cancels it
+            await asyncio.wait(starting, timeout=RELAY_SERVE_WAIT_S)
         url = f"http://127.0.0.1:{BACKEND_PORT_BASE + slot}/{path}"
         try:
             reply = await http1.request("GET", url, timeout=HEALTH_RELAY_TIMEOUT_S)

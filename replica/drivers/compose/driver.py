@@ -17,7 +17,8 @@ host reaches the stack only through ports published on 127.0.0.1 (each one an
 engine proxy process and NAT rules, set up at ``up`` and torn down at ``close``):
 the fault proxy's API, the agent's API and, per slot, the lane's ``backend`` proxy
 (faults apply). A backend's readiness is asked through the agent, which relays its
-``/health`` from inside the container and says the moment it serves (a long poll).
+``/health`` from inside the container and, while it starts, answers the moment it
+serves.
 
 A user's project (``replica.toml`` with ``[backend] image`` or ``build``) runs
 differently: a container of its image per run (:mod:`replica.drivers.compose.user_image`)
@@ -86,8 +87,6 @@ DEFAULT_UP_TIMEOUT_S = 180.0
 DEFAULT_COMPOSE_LANES = 4
 #: Slots per lane the runner computes on: it opens as many lanes again for runs that mostly wait.
 SLOTS_PER_LANE = 2
-#: How long one ``signalled`` long poll of the agent may wait (the readiness wait cancels it sooner).
-SIGNAL_WAIT_S = 60.0
 #: How often the readiness wait asks docker whether a stack container has exited.
 EXITED_CHECK_S = 1.0
 
@@ -113,16 +112,6 @@ class AgentBackend:
         response = await self._http.get(f"/backends/{self.name}")
         response.raise_for_status()
         return response.json()["exit_code"]
-
-    async def signalled(self) -> None:
-        """Returns once the backend says it serves or has exited (the agent's long poll),
-        or the agent cannot say: the readiness wait then checks at once."""
-        try:
-            await self._http.get(
-                f"/backends/{self.name}/signalled", params={"timeout": SIGNAL_WAIT_S}, timeout=SIGNAL_WAIT_S + 5
-            )
-        except httpx.HTTPError:
-            pass
 
     async def log(self, n_lines: int = 40) -> str:
         try:
