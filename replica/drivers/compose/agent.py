@@ -148,14 +148,15 @@ class Backend:
     served: "asyncio.Task[None]"
 
 
-def agent_app(token: str, slots: int, stack: dict[str, str] | None = None, jwt_secret: str = "") -> "FastAPI":
-    """The agent's API; with ``jwt_secret``, the auth service is forked once the app runs."""
+def agent_app(
+    token: str, slots: int, forks: ForkServer, stack: dict[str, str] | None = None, jwt_secret: str = ""
+) -> "FastAPI":
+    """The agent's API over ``forks``; with ``jwt_secret``, the auth service is forked once the app runs."""
     # Imported here: the driver reads this module's constants without loading FastAPI.
     from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 
     from replica import http1
 
-    forks = ForkServer()
     backends: dict[str, Backend] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
     claimed: set[int] = set()  # slots with a backend, or one starting
@@ -187,7 +188,6 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None, jwt_s
 
     app = FastAPI(title="staging-replica lanes agent", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     api = APIRouter(dependencies=[Depends(authorized)])
-    forks.warm()
 
     def lookup(name: str) -> Backend:
         if name not in backends:
@@ -293,6 +293,8 @@ def main() -> int:
     if not 1 <= slots <= MAX_SLOTS:
         print(f"error: LANES_SLOTS must be between 1 and {MAX_SLOTS}", file=sys.stderr)
         return 2
+    forks = ForkServer()
+    forks.warm()  # first: it preloads the servers on the other core while this process imports its own
     import uvicorn
 
     LOG_DIR.mkdir(mode=0o700, exist_ok=True)
@@ -300,7 +302,7 @@ def main() -> int:
     jwt_secret = os.environ.get("LANES_JWT_SECRET", "")
     if jwt_secret:
         stack["auth"] = f"http://127.0.0.1:{AUTH_PORT}"
-    app = agent_app(token, slots, stack, jwt_secret)
+    app = agent_app(token, slots, forks, stack, jwt_secret)
     uvicorn.run(app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on")
     return 0
 
