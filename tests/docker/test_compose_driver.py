@@ -317,6 +317,21 @@ def test_failed_start_leaves_nothing(images: dict[str, str], monkeypatch: pytest
         sweep_project(project)
 
 
+def test_a_stack_container_that_exits_fails_the_start_at_once(images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault proxy's service run from the PostgreSQL image (which takes its flags for a command
+    and exits): the readiness wait says so, with the logs, instead of waiting out its timeout."""
+    project = new_project_name()
+    monkeypatch.setenv("TOXIPROXY_IMAGE", images["POSTGRES_IMAGE"])
+    started = time.monotonic()
+    try:
+        with pytest.raises(InfrastructureError, match="lane-proxy exited") as failed:
+            ComposeDriver.start(name=project, timeout=120)
+        assert time.monotonic() - started < 60, failed.value.message
+        assert project_resources(project) == NOTHING
+    finally:
+        sweep_project(project)
+
+
 def _projects_with_prefix(prefix: str) -> set[str]:
     out = _run(["docker", "ps", "-a", "--format", '{{.Label "' + PROJECT_LABEL + '"}}'], timeout=30)
     nets = _run(["docker", "network", "ls", "--format", '{{.Label "' + PROJECT_LABEL + '"}}'], timeout=30)

@@ -24,7 +24,9 @@ The API (JSON over HTTP, every request but the health relay carrying
 * ``GET /ready`` → 200 once the stack's services answer from inside its network
   (``SELECT 1`` on PostgreSQL, ``PING`` on Redis, the auth service's ``/health``;
   their URLs in ``LANES_POSTGRES_URL`` and ``LANES_REDIS_URL``),
-  else 503 naming the first that does not: the driver's one readiness wait;
+  else 503 naming the first that does not: the driver's one readiness wait. While
+  the fork server preloads, it first waits (up to ``READY_WAIT_S``) for the auth
+  service's fork, so a stack that starts is asked a few times, not every few ms;
 * ``GET /slots/{slot}/health`` and ``/slots/{slot}/health/ready``, no token: the
   reply of slot ``slot``'s backend to the same path, relayed (502 when it does not
   answer). A backend still starting is waited for, up to ``RELAY_SERVE_WAIT_S``,
@@ -36,6 +38,7 @@ The API (JSON over HTTP, every request but the health relay carrying
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -71,6 +74,8 @@ HEALTH_RELAY_TIMEOUT_S = 0.15
 HEALTH_PATHS = ("health", "health/ready")
 #: Each readiness check of a stack service is cut off after this long.
 READY_CHECK_TIMEOUT_S = 2.0
+#: ``/ready`` waits this long for the auth service's fork before it checks (the driver asks with a 5 s limit).
+READY_WAIT_S = 2.0
 
 
 class StartRequest(BaseModel):
@@ -166,6 +171,8 @@ def agent_app(
         if not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token")
 
+    auth_forked = asyncio.Event()
+
     async def serve_auth() -> None:
         """Fork the auth service (once the fork server is warm) and stop the agent when it exits."""
         with bind_port(AUTH_PORT) as listener:
@@ -173,6 +180,7 @@ def agent_app(
                 AUTH_MAIN, {**base_env, "JWT_SECRET": jwt_secret}, LOG_DIR / "auth.log", "auth",
                 listener=listener, fd_env="AUTH_FD",
             )
+        auth_forked.set()
         await auth.signalled()  # it never says it serves: this returns when it exits
         logger.error("the auth service exited (%s):\n%s", auth.poll(), auth.log_tail(20))
         os.kill(os.getpid(), signal.SIGTERM)
@@ -202,6 +210,9 @@ def agent_app(
 
     @api.get("/ready")
     async def ready() -> dict[str, str]:
+        if jwt_secret and not auth_forked.is_set():  # the fork server's preload comes first: wait for it here
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(auth_forked.wait(), READY_WAIT_S)
         problem = await stack_problem(stack or {})
         if problem is not None:
             raise HTTPException(503, problem)

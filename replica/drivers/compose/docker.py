@@ -138,6 +138,16 @@ def project_resources(project: str) -> dict[str, list[str]]:
     return found
 
 
+def exited_services(project: str) -> list[str]:
+    """The compose services of ``project`` whose container has exited."""
+    out = docker(
+        ["ps", "--all", "--filter", f"label={PROJECT_LABEL}={project}", "--filter", "status=exited",
+         "--format", '{{.Label "com.docker.compose.service"}}'],
+        timeout=30,
+    )
+    return out.stdout.split() if out.returncode == 0 else []
+
+
 def sweep_project(project: str) -> dict[str, list[str]]:
     """Remove whatever of the project is still there (after ``down``); returns it."""
     left = project_resources(project)
