@@ -49,6 +49,7 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -57,14 +58,16 @@ from replica.drivers.compose.agent import AGENT_PORT, AUTH_PORT, BACKEND_PORT_BA
 from replica.drivers.compose.docker import (
     compose_file,
     compose_problem,
+    StackContainer,
     docker,
     exited_services,
     images_env_file,
     last_line,
     missing_files,
+    running_containers,
     sweep_project,
 )
-from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
+from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend, with_hostport
 from replica.errors import ConfigError, InfrastructureError
 from replica.interrupts import deferred_signals
 from replica.polling import wait_until
@@ -90,16 +93,6 @@ DEFAULT_COMPOSE_LANES = 4
 SLOTS_PER_LANE = 2
 #: How often the readiness wait asks docker whether a stack container has exited.
 EXITED_CHECK_S = 1.0
-
-
-def _published(rows: list[dict]) -> dict[tuple[str, int], int]:
-    """(service, container port) → host port, for ports published on 127.0.0.1."""
-    found: dict[tuple[str, int], int] = {}
-    for row in rows:
-        for pub in row.get("Publishers") or []:
-            if pub.get("PublishedPort") and pub.get("URL") == "127.0.0.1":
-                found[(row["Service"], int(pub["TargetPort"]))] = int(pub["PublishedPort"])
-    return found
 
 
 class AgentBackend:
@@ -184,7 +177,7 @@ class ComposeDriver(LaneDriver):
         self._override = self._tmp / "lanes.yml"
         self._free_slots = list(range(self.slots))
         self._slot_freed: tuple[asyncio.AbstractEventLoop, asyncio.Condition] | None = None
-        self._published: dict[tuple[str, int], int] = {}
+        self._containers: dict[str, StackContainer] = {}
         self.toxiproxy_url = ""
         self.agent_url = ""
         self._closed = False
@@ -279,7 +272,7 @@ class ComposeDriver(LaneDriver):
             problem = compose_problem()
             why = f"the compose driver cannot run: {problem}" if problem else last_line(out.stderr)
             raise InfrastructureError(f"`docker compose up` failed ({out.returncode}): {why}\n{self._logs()}")
-        self._read_ports()
+        self._read_stack()
         self._wait_ready(started + timeout - time.monotonic())
         self.up_seconds = time.monotonic() - started
         self.progress(f"compose stack healthy in {self.up_seconds:.1f} s")
@@ -331,19 +324,26 @@ class ComposeDriver(LaneDriver):
             return ""
         return out.stdout[-6000:]
 
-    def _read_ports(self) -> None:
-        out = docker([*self._compose_args(), "ps", "--format", "json", PROXY_SERVICE, "lanes"], timeout=30, env=self.env)
-        if out.returncode != 0:
-            raise InfrastructureError(f"cannot read the stack's published ports: {last_line(out.stderr)}")
-        text = out.stdout.strip()
-        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-        self._published = _published(rows)
+    def _read_stack(self) -> None:
+        """Where the host reaches the stack (its published ports) and where its containers are on
+        its network: the lanes' proxies and backends are given addresses, not names, so no
+        connection waits for a name lookup."""
+        self._containers = running_containers(self.compose_project)
+        absent = [service for service in STACK_SERVICES if service not in self._containers]
+        if absent:
+            raise InfrastructureError(f"the stack's {', '.join(absent)} is not running on its network:\n{self._logs()}")
         needed = [(PROXY_SERVICE, 8474), ("lanes", AGENT_PORT)] + [(PROXY_SERVICE, LANE_PORT_BASE + s) for s in range(self.slots)]
-        missing = [f"{service}:{port}" for service, port in needed if (service, port) not in self._published]
+        missing = [f"{service}:{port}" for service, port in needed if port not in self._containers[service].published]
         if missing:
             raise InfrastructureError(f"the stack does not publish {', '.join(missing)} on 127.0.0.1")
-        self.toxiproxy_url = f"http://127.0.0.1:{self._published[(PROXY_SERVICE, 8474)]}"
-        self.agent_url = f"http://127.0.0.1:{self._published[('lanes', AGENT_PORT)]}"
+        self.toxiproxy_url = f"http://127.0.0.1:{self._containers[PROXY_SERVICE].published[8474]}"
+        self.agent_url = f"http://127.0.0.1:{self._containers['lanes'].published[AGENT_PORT]}"
+        self.dependency_urls = {name: self._addressed(url) for name, url in self.dependency_urls.items()}
+
+    def _addressed(self, url: str) -> str:
+        """``url``, whose host is a service of the stack, with that container's address instead."""
+        parts = urlsplit(url)
+        return with_hostport(url, f"{self._containers[parts.hostname or ''].ip}:{parts.port}")
 
     def close(self) -> None:
         """Remove every container, network and volume of the project (idempotent)."""
@@ -398,15 +398,16 @@ class ComposeDriver(LaneDriver):
 
     def proxy_address(self, hop: str, port: int) -> str:
         if hop == "backend":
-            return f"127.0.0.1:{self._published[(PROXY_SERVICE, port)]}"
-        return f"{PROXY_SERVICE}:{port}"
+            return f"127.0.0.1:{self._containers[PROXY_SERVICE].published[port]}"
+        return f"{self._containers[PROXY_SERVICE].ip}:{port}"
 
     async def place_backend(self, slot: int) -> BackendPlace:
         if self.project is not None:
             # A container of its own, reached by name on the stack's network; its health port is known once it runs.
             container = f"{self.compose_project}-backend-{uuid.uuid4().hex[:8]}"
             return BackendPlace(upstream=f"{container}:{CONTAINER_PORT}", health_url="", listener=container)
-        return BackendPlace(upstream=f"lanes:{BACKEND_PORT_BASE + slot}", health_url=f"{self.agent_url}/slots/{slot}", listener=slot)
+        upstream = f"{self._containers['lanes'].ip}:{BACKEND_PORT_BASE + slot}"
+        return BackendPlace(upstream=upstream, health_url=f"{self.agent_url}/slots/{slot}", listener=slot)
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
         http = httpx.AsyncClient(
