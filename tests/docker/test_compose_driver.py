@@ -63,13 +63,14 @@ def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
 
 
 def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
-    async def scenario() -> tuple[object, dict]:
+    async def scenario() -> tuple[object, dict, int]:
         async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
             assert lane.outcome.ready, lane.outcome.detail + "\n" + await lane.backend_log()
-            return lane.outcome, await _welcome(lane.base_url, driver.mint_token())
+            return lane.outcome, await _welcome(lane.base_url, driver.mint_token()), lane.backend.pid
 
-    outcome, welcome = asyncio.run(scenario())
+    outcome, welcome, pid = asyncio.run(scenario())
     assert welcome["data"]["event"] == "connection_established", welcome
+    assert welcome["server_id"].rpartition("-")[2] == str(pid)  # the lane's own backend answered
     assert outcome.startup_ms is not None
     # the lane's backend is gone soon after the lane is closed (it stops in the background)
     def no_backend() -> bool:

@@ -15,7 +15,7 @@ through this API.
 The API (JSON over HTTP, every request but the health relay carrying
 ``Authorization: Bearer $LANES_TOKEN``, a secret the driver generates per stack):
 
-* ``POST /backends`` ``{"name", "slot", "env"}`` → 201: forks the backend;
+* ``POST /backends`` ``{"name", "slot", "env"}`` → 201 ``{"name", "pid"}``: forks the backend;
 * ``GET /backends/{name}`` → ``{"exit_code": int | null}``;
 * ``GET /backends/{name}/log?lines=N`` → ``{"log": "..."}``;
 * ``DELETE /backends/{name}`` → 204 at once; it is killed in the background (its
@@ -219,7 +219,7 @@ def agent_app(
         return {"status": "ready"}
 
     @api.post("/backends", status_code=201)
-    async def start(request: StartRequest) -> dict[str, str]:
+    async def start(request: StartRequest) -> dict[str, str | int]:
         if request.slot >= slots:
             raise HTTPException(422, f"slot {request.slot} out of range (this agent has {slots})")
         if request.name in backends or request.slot in claimed:
@@ -231,7 +231,7 @@ def agent_app(
             claimed.discard(request.slot)
             raise
         backends[request.name] = Backend(request.slot, process, asyncio.ensure_future(process.signalled()))
-        return {"name": request.name}
+        return {"name": request.name, "pid": process.pid}
 
     async def start_on_slot(request: StartRequest) -> ForkedProcess:
         """Fork the backend on its slot's port, once the slot's last backend is gone;

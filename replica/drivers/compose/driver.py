@@ -98,9 +98,11 @@ EXITED_CHECK_S = 1.0
 class AgentBackend:
     """A backend the lanes container's agent forked; a :class:`RunningBackend`."""
 
-    def __init__(self, http: httpx.AsyncClient, name: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, name: str, pid: int | None) -> None:
         self._http = http
         self.name = name
+        #: Its process id in the lanes container, as the backend names itself in its messages.
+        self.pid = pid
 
     async def exit_code(self) -> int | None:
         response = await self._http.get(f"/backends/{self.name}")
@@ -422,7 +424,7 @@ class ComposeDriver(LaneDriver):
         if response.status_code != 201:
             await http.aclose()
             raise InfrastructureError(f"the lanes container could not start a backend: {response.text}")
-        return AgentBackend(http, name)
+        return AgentBackend(http, name, response.json().get("pid"))
 
     async def start_project_backend(
         self, project: Project, failpoints: str, endpoints: dict[str, Endpoint], place: BackendPlace, name: str
