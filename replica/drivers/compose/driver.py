@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -91,6 +92,8 @@ DEFAULT_UP_TIMEOUT_S = 180.0
 DEFAULT_COMPOSE_LANES = 4
 #: Slots per lane the runner computes on: it opens as many lanes again for runs that mostly wait.
 SLOTS_PER_LANE = 2
+#: Terminal control sequences compose puts in its logs even when they go to a pipe.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: How often the readiness wait asks docker whether a stack container has exited.
 EXITED_CHECK_S = 1.0
 
@@ -324,7 +327,7 @@ class ComposeDriver(LaneDriver):
             out = docker([*self._compose_args(), "logs", "--no-color", "--tail", str(tail)], timeout=30, env=self.env)
         except subprocess.TimeoutExpired:
             return ""
-        return out.stdout[-6000:]
+        return ANSI_ESCAPE.sub("", out.stdout)[-6000:]
 
     def _read_stack(self) -> None:
         """Where the host reaches the stack (its published ports) and where its containers are on
@@ -333,7 +336,9 @@ class ComposeDriver(LaneDriver):
         self._containers = running_containers(self.compose_project)
         absent = [service for service in STACK_SERVICES if service not in self._containers]
         if absent:
-            raise InfrastructureError(f"the stack's {', '.join(absent)} is not running on its network:\n{self._logs()}")
+            exited = self._exited()
+            what = f"{', '.join(exited)} exited" if exited else f"{', '.join(absent)} is not on its network"
+            raise InfrastructureError(f"the compose stack's {what}:\n{self._logs()}")
         needed = [(PROXY_SERVICE, 8474), ("lanes", AGENT_PORT)] + [(PROXY_SERVICE, LANE_PORT_BASE + s) for s in range(self.slots)]
         missing = [f"{service}:{port}" for service, port in needed if port not in self._containers[service].published]
         if missing:
