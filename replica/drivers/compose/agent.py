@@ -174,15 +174,19 @@ def agent_app(
     auth_forked = asyncio.Event()
 
     async def serve_auth() -> None:
-        """Fork the auth service (once the fork server is warm) and stop the agent when it exits."""
-        with bind_port(AUTH_PORT) as listener:
-            auth = await forks.start_async(
-                AUTH_MAIN, {**base_env, "JWT_SECRET": jwt_secret}, LOG_DIR / "auth.log", "auth",
-                listener=listener, fd_env="AUTH_FD",
-            )
-        auth_forked.set()
-        await auth.signalled()  # it never says it serves: this returns when it exits
-        logger.error("the auth service exited (%s):\n%s", auth.poll(), auth.log_tail(20))
+        """Fork the auth service (once the fork server is warm); stop the agent, and so the
+        container, when it exits or cannot be started."""
+        try:
+            with bind_port(AUTH_PORT) as listener:
+                auth = await forks.start_async(
+                    AUTH_MAIN, {**base_env, "JWT_SECRET": jwt_secret}, LOG_DIR / "auth.log", "auth",
+                    listener=listener, fd_env="AUTH_FD",
+                )
+            auth_forked.set()
+            await auth.signalled()  # it never says it serves: this returns when it exits
+            logger.error("the auth service exited; its last lines:\n%s", auth.log_tail(20))
+        except Exception:
+            logger.exception("the auth service could not be started")
         os.kill(os.getpid(), signal.SIGTERM)
 
     @asynccontextmanager
