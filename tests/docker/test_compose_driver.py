@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidHandshake
 from replica.drivers.base import LaneRequest
 from replica.drivers.compose import PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
 from replica.errors import InfrastructureError
-from replica.polling import wait_until
+from replica.polling import wait_until, wait_until_async
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
 from tests.docker.conftest import REPO, _run, new_project_name
 
@@ -56,20 +56,21 @@ async def _welcome(base_url: str, token: str) -> dict:
 def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
     assert driver.toxiproxy_url.startswith("http://127.0.0.1:")
     out = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={driver.compose_project}", "--format", "{{.Ports}}"], timeout=30)
-    for ports in out.stdout.split():
-        for mapping in ports.split(","):
-            if "->" in mapping:
-                assert mapping.strip().startswith("127.0.0.1:"), mapping
+    mappings = [m.strip() for ports in out.stdout.split() for m in ports.split(",") if "->" in m]
+    assert all(m.startswith("127.0.0.1:") for m in mappings), mappings
+    # The two APIs and one lane proxy per slot; neither a backend's own port nor a fixed proxy.
+    assert len(mappings) == 2 + driver.slots, mappings
 
 
 def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
-    async def scenario() -> tuple[object, dict]:
+    async def scenario() -> tuple[object, dict, int]:
         async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
             assert lane.outcome.ready, lane.outcome.detail + "\n" + await lane.backend_log()
-            return lane.outcome, await _welcome(lane.base_url, driver.mint_token())
+            return lane.outcome, await _welcome(lane.base_url, driver.mint_token()), lane.backend.pid
 
-    outcome, welcome = asyncio.run(scenario())
+    outcome, welcome, pid = asyncio.run(scenario())
     assert welcome["data"]["event"] == "connection_established", welcome
+    assert welcome["server_id"].rpartition("-")[2] == str(pid)  # the lane's own backend answered
     assert outcome.startup_ms is not None
     # the lane's backend is gone soon after the lane is closed (it stops in the background)
     def no_backend() -> bool:
@@ -101,23 +102,99 @@ def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
 
 
 def test_a_lane_waits_for_a_free_slot(driver: ComposeDriver) -> None:
-    """Three lanes at once on two slots: the third waits for a slot instead of failing."""
+    """One lane more than there are slots: the last waits for a slot instead of failing."""
     open_now, most = 0, 0
 
-    async def one() -> bool:
+    async def one(all_slots_taken: asyncio.Event) -> bool:
         nonlocal open_now, most
         async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
             open_now += 1
             most = max(most, open_now)
+            if open_now == driver.slots:
+                all_slots_taken.set()
+            await asyncio.wait_for(all_slots_taken.wait(), 60)  # every lane stays open until all slots are
             await _welcome(lane.base_url, driver.mint_token())
             open_now -= 1
             return lane.outcome.ready
 
-    async def three() -> list[bool]:
-        return list(await asyncio.gather(one(), one(), one()))
+    async def one_too_many() -> list[bool]:
+        all_slots_taken = asyncio.Event()
+        return list(await asyncio.gather(*(one(all_slots_taken) for _ in range(driver.slots + 1))))
 
-    assert asyncio.run(three()) == [True, True, True]
-    assert most == driver.slots == 2
+    assert asyncio.run(one_too_many()) == [True] * (driver.slots + 1)
+    assert most == driver.slots == 4  # two slots per lane: the runner's waiting runs get lanes of their own
+
+
+def test_the_agent_relays_only_a_slot_backend_health(driver: ComposeDriver) -> None:
+    """No token needed, only for /health and /health/ready of a slot's backend: what its lane port serves anyway."""
+
+    async def scenario() -> dict[str, int]:
+        async with driver.lane(LaneRequest(backend=BackendSpec(), ready_timeout_s=60)) as lane:
+            assert lane.outcome.ready, lane.outcome.detail
+            slot = next(s for s in range(driver.slots) if s not in driver._free_slots)
+            async with httpx.AsyncClient(base_url=driver.agent_url, timeout=10) as http:
+                return {
+                    path: (await http.get(path)).status_code
+                    for path in (f"/slots/{slot}/health", f"/slots/{slot}/health/ready", f"/slots/{slot}/ws",
+                                 f"/slots/{slot}/health/../backends", f"/slots/{driver.slots}/health", "/backends/x")
+                }
+
+    codes = asyncio.run(scenario())
+    slot_paths = list(codes)
+    assert codes[slot_paths[0]] == 200 and codes[slot_paths[1]] in (200, 503), codes
+    assert [codes[p] for p in slot_paths[2:5]] == [404, 404, 404], codes
+    assert codes["/backends/x"] == 401, codes
+
+
+def test_the_agent_relay_says_when_no_backend_answers(driver: ComposeDriver) -> None:
+    async def scenario() -> httpx.Response:
+        async with driver.slot() as slot:  # held: no lane starts a backend there meanwhile
+            async with httpx.AsyncClient(base_url=driver.agent_url, timeout=10) as http:
+                return await http.get(f"/slots/{slot}/health")
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 502
+    assert "did not answer" in response.json()["detail"]
+
+
+def test_the_relay_answers_for_a_starting_backend_once_it_serves_or_exits(driver: ComposeDriver) -> None:
+    """Asked right after the start, the relay waits for the backend: 200 once it serves, 502
+    once it has exited (its code then told), and a 502 for one still starting only after
+    the whole wait: never an early "not yet" that would cost the readiness wait a try."""
+    from replica.drivers.compose.agent import RELAY_SERVE_WAIT_S
+
+    auth = {"Authorization": f"Bearer {driver.lanes_token}"}
+
+    async def start_and_ask(http: httpx.AsyncClient, slot: int, env: dict[str, str]) -> dict:
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        started = await http.post("/backends", json={"name": name, "slot": slot, "env": env})
+        assert started.status_code == 201, started.text
+        try:
+            asked = time.monotonic()
+            health = (await http.get(f"/slots/{slot}/health")).status_code
+            answered_s = time.monotonic() - asked
+            codes: list[int | None] = []
+
+            async def told() -> bool:  # an exit is seen the moment it closes its end, a moment before it is reaped
+                codes.append((await http.get(f"/backends/{name}")).json()["exit_code"])
+                return health == 200 or codes[-1] is not None
+
+            await wait_until_async(told, 10, what="the backend's exit status")
+            return {"health": health, "answered_s": answered_s, "exit_code": codes[-1]}
+        finally:
+            await http.delete(f"/backends/{name}")
+
+    async def scenario() -> tuple[dict, dict]:
+        async with driver.slot() as slot, httpx.AsyncClient(base_url=driver.agent_url, headers=auth, timeout=10) as http:
+            return (
+                await start_and_ask(http, slot, {"REPLICA_STARTUP_MODE": "background"}),
+                await start_and_ask(http, slot, {"REPLICA_FAILPOINTS": "no.such.point=skip"}),
+            )
+
+    serving, exited = asyncio.run(scenario())
+    assert serving["exit_code"] is None, serving
+    assert serving["health"] == 200 or serving["answered_s"] >= RELAY_SERVE_WAIT_S, serving
+    assert (exited["health"], exited["exit_code"]) == (502, 2), exited
 
 
 def test_the_agent_says_when_the_stack_answers(driver: ComposeDriver) -> None:
@@ -197,6 +274,36 @@ def test_a_hop_down_before_start_is_the_lane_own(driver: ComposeDriver) -> None:
     asyncio.run(scenario())
 
 
+#: Run in the lanes container: SIGKILL the fork server's only child while no lane is open, the auth service.
+KILL_AUTH = """
+import os, signal
+def ppid(pid): return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+server = next(p for p in pids if b"multiprocessing.forkserver" in open(f"/proc/{p}/cmdline", "rb").read())
+(auth,) = [p for p in pids if p != server and os.path.exists(f"/proc/{p}") and ppid(p) == int(server)]
+os.kill(int(auth), signal.SIGKILL)
+"""
+
+
+def test_the_lanes_container_stops_when_its_auth_service_does(images: dict[str, str]) -> None:
+    """The agent forks the stack's auth service (no container of its own); if it dies, the
+    container exits, so a readiness wait or a lane fails at once instead of timing out."""
+    project = new_project_name()
+    drv = ComposeDriver.start(name=project)
+    try:
+        services = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={project}",
+                         "--format", '{{.Label "com.docker.compose.service"}}'], timeout=30).stdout.split()
+        assert sorted(services) == ["lane-proxy", "lanes", "postgres", "redis"]
+        lanes = f"{project}-lanes-1"
+        assert _run(["docker", "exec", lanes, "python", "-c", KILL_AUTH], timeout=30).returncode == 0
+        waited = _run(["docker", "wait", lanes], timeout=60)
+        assert waited.returncode == 0, waited.stderr
+        assert "the auth service exited" in _run(["docker", "logs", lanes], timeout=30).stderr
+    finally:
+        drv.close()
+        assert project_resources(project) == NOTHING
+
+
 def test_failed_start_leaves_nothing(images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """`up` fails part-way (an image that is not there, never pulled): the network
     and the containers created so far are removed before the error is raised."""
@@ -206,6 +313,21 @@ def test_failed_start_leaves_nothing(images: dict[str, str], monkeypatch: pytest
     try:
         with pytest.raises(InfrastructureError, match="docker compose up"):
             ComposeDriver.start(name=project, timeout=120)
+        assert project_resources(project) == NOTHING
+    finally:
+        sweep_project(project)
+
+
+def test_a_stack_container_that_exits_fails_the_start_at_once(images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault proxy's service run from the PostgreSQL image (which takes its flags for a command
+    and exits): the readiness wait says so, with the logs, instead of waiting out its timeout."""
+    project = new_project_name()
+    monkeypatch.setenv("TOXIPROXY_IMAGE", images["POSTGRES_IMAGE"])
+    started = time.monotonic()
+    try:
+        with pytest.raises(InfrastructureError, match="lane-proxy exited") as failed:
+            ComposeDriver.start(name=project, timeout=120)
+        assert time.monotonic() - started < 60, failed.value.message
         assert project_resources(project) == NOTHING
     finally:
         sweep_project(project)

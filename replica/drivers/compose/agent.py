@@ -2,14 +2,20 @@
 
 One long-lived container per compose stack holds a preloaded fork server (the
 local driver's, :class:`~replica.drivers.local.forkserver.ForkServer`) and forks a
-fresh backend per run, so a lane costs a fork, not a container start. Lane slot
+fresh backend per run, so a lane costs a fork, not a container start. It forks the
+stack's auth service too, at start (port ``AUTH_PORT``, ``JWT_SECRET`` from
+``LANES_JWT_SECRET``), as the local driver does: a container fewer to start and
+stop, and the stack is ready only once the fork server is warm. If the auth service
+exits, so does the agent, and the container with it. Lane slot
 ``i`` serves on container port ``BACKEND_PORT_BASE + i``, bound here and handed to
-the backend; at most one backend per slot runs at a time.
+the backend; at most one backend per slot runs at a time. Those ports are not
+published: the host reaches a backend through its lane's proxy, and its health
+through this API.
 
-The API (JSON over HTTP, every request carrying ``Authorization: Bearer
-$LANES_TOKEN``, a secret the driver generates per stack):
+The API (JSON over HTTP, every request but the health relay carrying
+``Authorization: Bearer $LANES_TOKEN``, a secret the driver generates per stack):
 
-* ``POST /backends`` ``{"name", "slot", "env"}`` → 201: forks the backend;
+* ``POST /backends`` ``{"name", "slot", "env"}`` → 201 ``{"name", "pid"}``: forks the backend;
 * ``GET /backends/{name}`` → ``{"exit_code": int | null}``;
 * ``GET /backends/{name}/log?lines=N`` → ``{"log": "..."}``;
 * ``DELETE /backends/{name}`` → 204 at once; it is killed in the background (its
@@ -17,21 +23,32 @@ $LANES_TOKEN``, a secret the driver generates per stack):
   and a start on its slot waits until it is gone;
 * ``GET /ready`` → 200 once the stack's services answer from inside its network
   (``SELECT 1`` on PostgreSQL, ``PING`` on Redis, the auth service's ``/health``;
-  their URLs in ``LANES_POSTGRES_URL``, ``LANES_REDIS_URL``, ``LANES_AUTH_URL``),
-  else 503 naming the first that does not: the driver's one readiness wait.
+  their URLs in ``LANES_POSTGRES_URL`` and ``LANES_REDIS_URL``),
+  else 503 naming the first that does not: the driver's one readiness wait. While
+  the fork server preloads, it first waits (up to ``READY_WAIT_S``) for the auth
+  service's fork, so a stack that starts is asked a few times, not every few ms;
+* ``GET /slots/{slot}/health`` and ``/slots/{slot}/health/ready``, no token: the
+  reply of slot ``slot``'s backend to the same path, relayed (502 when it does not
+  answer). A backend still starting is waited for, up to ``RELAY_SERVE_WAIT_S``,
+  until it says it serves or exits (its readiness socket): the driver's readiness
+  poll gets its answer the moment there is one, not at its next try. Only those two
+  read-only paths, which the lane's own proxy port serves to anyone on the host anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import socket
 import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,13 +60,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger("replica.lanes-agent")
 
 BACKEND_MAIN = "replica.backend.__main__:main"
+AUTH_MAIN = "replica.auth.__main__:main"
 AGENT_PORT = 8400
+AUTH_PORT = 8081
 BACKEND_PORT_BASE = 9000
-MAX_SLOTS = 32
+MAX_SLOTS = 64
 LOG_DIR = Path("/tmp/lanes")
 STOP_TIMEOUT_S = 3.0
+#: A relayed health request waits this long for a starting backend to serve, then is
+#: cut off after the second: together under the driver's own limit of 0.5 s a request.
+RELAY_SERVE_WAIT_S = 0.25
+HEALTH_RELAY_TIMEOUT_S = 0.15
+HEALTH_PATHS = ("health", "health/ready")
 #: Each readiness check of a stack service is cut off after this long.
 READY_CHECK_TIMEOUT_S = 2.0
+#: ``/ready`` waits this long for the auth service's fork before it checks (the driver asks with a 5 s limit).
+READY_WAIT_S = 2.0
 
 
 class StartRequest(BaseModel):
@@ -62,11 +88,12 @@ class StartRequest(BaseModel):
     )
 
 
-def bind_slot(slot: int) -> socket.socket:
+def bind_port(port: int) -> socket.socket:
+    """A socket bound on ``port`` of the container's interfaces (the stack's network), to hand to a fork."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("0.0.0.0", BACKEND_PORT_BASE + slot))
+        sock.bind(("0.0.0.0", port))
     except OSError:
         sock.close()
         raise
@@ -117,12 +144,25 @@ def kill_now(process: ForkedProcess) -> None:
     process.kill(STOP_TIMEOUT_S)
 
 
-def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "FastAPI":
-    # Imported here: the driver reads this module's constants without loading FastAPI.
-    from fastapi import Depends, FastAPI, Header, HTTPException, Query
+@dataclass
+class Backend:
+    """A backend this agent forked, on its slot; ``served`` ends once it serves or has exited."""
 
-    forks = ForkServer()
-    backends: dict[str, tuple[int, ForkedProcess]] = {}
+    slot: int
+    process: ForkedProcess
+    served: "asyncio.Task[None]"
+
+
+def agent_app(
+    token: str, slots: int, forks: ForkServer, stack: dict[str, str] | None = None, jwt_secret: str = ""
+) -> "FastAPI":
+    """The agent's API over ``forks``; with ``jwt_secret``, the auth service is forked once the app runs."""
+    # Imported here: the driver reads this module's constants without loading FastAPI.
+    from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+
+    from replica import http1
+
+    backends: dict[str, Backend] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
     claimed: set[int] = set()  # slots with a backend, or one starting
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LANES_")}
@@ -131,29 +171,59 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
         if not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token")
 
-    app = FastAPI(title="staging-replica lanes agent", dependencies=[Depends(authorized)], docs_url=None, redoc_url=None)
-    forks.warm()
+    auth_forked = asyncio.Event()
 
-    def lookup(name: str) -> ForkedProcess:
+    async def serve_auth() -> None:
+        """Fork the auth service (once the fork server is warm); stop the agent, and so the
+        container, when it exits or cannot be started."""
+        try:
+            with bind_port(AUTH_PORT) as listener:
+                auth = await forks.start_async(
+                    AUTH_MAIN, {**base_env, "JWT_SECRET": jwt_secret}, LOG_DIR / "auth.log", "auth",
+                    listener=listener, fd_env="AUTH_FD",
+                )
+            auth_forked.set()
+            await auth.signalled()  # it never says it serves: this returns when it exits
+            logger.error("the auth service exited; its last lines:\n%s", auth.log_tail(20))
+        except Exception:
+            logger.exception("the auth service could not be started")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @asynccontextmanager
+    async def lifespan(_app: "FastAPI") -> AsyncIterator[None]:
+        auth = asyncio.ensure_future(serve_auth()) if jwt_secret else None
+        try:
+            yield
+        finally:
+            if auth is not None:
+                auth.cancel()
+
+    app = FastAPI(title="staging-replica lanes agent", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    api = APIRouter(dependencies=[Depends(authorized)])
+
+    def lookup(name: str) -> Backend:
         if name not in backends:
             raise HTTPException(404, f"no backend {name!r}")
-        return backends[name][1]
+        return backends[name]
 
-    @app.get("/health")
+    @api.get("/health")
     async def health() -> dict[str, int]:
         for slot in [slot for slot, stop in stopping.items() if stop.done()]:
             del stopping[slot]
         return {"backends": len(backends) + len(stopping)}
 
-    @app.get("/ready")
+    @api.get("/ready")
     async def ready() -> dict[str, str]:
+        if jwt_secret and not auth_forked.is_set():  # the fork server's preload comes first: wait for it here
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(auth_forked.wait(), READY_WAIT_S)
         problem = await stack_problem(stack or {})
         if problem is not None:
             raise HTTPException(503, problem)
         return {"status": "ready"}
 
-    @app.post("/backends", status_code=201)
-    async def start(request: StartRequest) -> dict[str, str]:
+    @api.post("/backends", status_code=201)
+    async def start(request: StartRequest) -> dict[str, str | int]:
         if request.slot >= slots:
             raise HTTPException(422, f"slot {request.slot} out of range (this agent has {slots})")
         if request.name in backends or request.slot in claimed:
@@ -164,8 +234,8 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
         except BaseException:
             claimed.discard(request.slot)
             raise
-        backends[request.name] = (request.slot, process)
-        return {"name": request.name}
+        backends[request.name] = Backend(request.slot, process, asyncio.ensure_future(process.signalled()))
+        return {"name": request.name, "pid": process.pid}
 
     async def start_on_slot(request: StartRequest) -> ForkedProcess:
         """Fork the backend on its slot's port, once the slot's last backend is gone;
@@ -176,7 +246,7 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
             except Exception:  # the slot's last backend is gone either way; say why it did not stop cleanly
                 logger.exception("stopping the last backend of slot %s failed", request.slot)
         try:
-            listener = bind_slot(request.slot)
+            listener = bind_port(BACKEND_PORT_BASE + request.slot)
         except OSError as exc:
             raise HTTPException(409, f"slot {request.slot} cannot be bound: {exc.strerror}") from exc
         with listener:
@@ -189,26 +259,43 @@ def agent_app(token: str, slots: int, stack: dict[str, str] | None = None) -> "F
                 logger.exception("forking backend %s failed", request.name)
                 raise HTTPException(503, f"forking the backend failed: {type(exc).__name__}: {exc}") from exc
 
-    @app.get("/backends/{name}")
+    @api.get("/backends/{name}")
     async def status(name: str) -> dict[str, int | None]:
-        return {"exit_code": lookup(name).poll()}
+        return {"exit_code": lookup(name).process.poll()}
 
-    @app.get("/backends/{name}/log")
+    @api.get("/backends/{name}/log")
     async def log(name: str, lines: int = Query(40, ge=1, le=1000)) -> dict[str, str]:
-        return {"log": lookup(name).log_tail(lines)}
+        return {"log": lookup(name).process.log_tail(lines)}
 
-    @app.delete("/backends/{name}", status_code=204)
+    @api.delete("/backends/{name}", status_code=204)
     async def stop(name: str) -> None:
-        process = lookup(name)
-        slot, _ = backends.pop(name)
-        claimed.discard(slot)
+        backend = lookup(name)
+        del backends[name]
+        claimed.discard(backend.slot)
+        backend.served.cancel()
+        await asyncio.wait([backend.served])  # its wait on the readiness socket ends before the kill closes that socket
 
         def kill() -> None:
-            kill_now(process)
-            process.log_path.unlink(missing_ok=True)
+            kill_now(backend.process)
+            backend.process.log_path.unlink(missing_ok=True)
 
-        stopping[slot] = asyncio.ensure_future(asyncio.to_thread(kill))
+        stopping[backend.slot] = asyncio.ensure_future(asyncio.to_thread(kill))
 
+    @app.get("/slots/{slot}/{path:path}")
+    async def relay_health(slot: int, path: str) -> Response:
+        if path not in HEALTH_PATHS or not 0 <= slot < slots:
+            raise HTTPException(404, "only /slots/{slot}/health and /slots/{slot}/health/ready are relayed")
+        starting = [backend.served for backend in backends.values() if backend.slot == slot]
+        if starting:  # done once it serves or has exited; a stop cancels it
+            await asyncio.wait(starting, timeout=RELAY_SERVE_WAIT_S)
+        url = f"http://127.0.0.1:{BACKEND_PORT_BASE + slot}/{path}"
+        try:
+            reply = await http1.request("GET", url, timeout=HEALTH_RELAY_TIMEOUT_S)
+        except http1.HTTPError as exc:
+            raise HTTPException(502, f"the backend on slot {slot} did not answer: {exc.reason}") from None
+        return Response(reply.body, status_code=reply.status, media_type="application/json")
+
+    app.include_router(api)
     return app
 
 
@@ -221,11 +308,17 @@ def main() -> int:
     if not 1 <= slots <= MAX_SLOTS:
         print(f"error: LANES_SLOTS must be between 1 and {MAX_SLOTS}", file=sys.stderr)
         return 2
+    forks = ForkServer()
+    forks.warm()  # first: it preloads the servers on the other core while this process imports its own
     import uvicorn
 
     LOG_DIR.mkdir(mode=0o700, exist_ok=True)
-    stack = {name: os.environ.get(f"LANES_{name.upper()}_URL", "") for name in ("postgres", "redis", "auth")}
-    uvicorn.run(agent_app(token, slots, stack), host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="off")
+    stack = {name: os.environ.get(f"LANES_{name.upper()}_URL", "") for name in ("postgres", "redis")}
+    jwt_secret = os.environ.get("LANES_JWT_SECRET", "")
+    if jwt_secret:
+        stack["auth"] = f"http://127.0.0.1:{AUTH_PORT}"
+    app = agent_app(token, slots, forks, stack, jwt_secret)
+    uvicorn.run(app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on")
     return 0
 
 

@@ -6,14 +6,17 @@ the harness, which then tears down in order) and is bounded in time.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
 DOCKER_TIMEOUT_S = 60.0
 
 
@@ -136,6 +139,56 @@ def project_resources(project: str) -> dict[str, list[str]]:
     with ThreadPoolExecutor(len(listings)) as pool:  # three independent questions, asked at once
         found = dict(zip(listings, pool.map(listed, listings.values())))
     return found
+
+
+@dataclass(frozen=True)
+class StackContainer:
+    """A running container of a compose project, as the engine reports it."""
+
+    service: str
+    #: Its address on the project's network.
+    ip: str
+    #: Container port → host port, for the ports published on 127.0.0.1.
+    published: dict[int, int] = field(default_factory=dict)
+
+
+def stack_containers(inspected: list[dict[str, Any]], network: str) -> dict[str, StackContainer]:
+    """Service → container, from ``docker inspect`` output (containers not on ``network`` are left out)."""
+    found: dict[str, StackContainer] = {}
+    for container in inspected:
+        settings = container.get("NetworkSettings") or {}
+        ip = ((settings.get("Networks") or {}).get(network) or {}).get("IPAddress")
+        if not ip:
+            continue
+        published = {
+            int(port.split("/")[0]): int(binding["HostPort"])
+            for port, bindings in (settings.get("Ports") or {}).items()
+            if port.endswith("/tcp")
+            for binding in bindings or []
+            if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort")
+        }
+        service = (container.get("Config") or {}).get("Labels", {}).get(SERVICE_LABEL, "")
+        found[service] = StackContainer(service, ip, published)
+    return found
+
+
+def running_containers(project: str) -> dict[str, StackContainer]:
+    """The running containers of ``project`` by service (two engine questions, no compose CLI)."""
+    ids = docker(["ps", "--quiet", "--filter", f"label={PROJECT_LABEL}={project}"], timeout=30).stdout.split()
+    if not ids:
+        return {}
+    out = docker(["inspect", *ids], timeout=30)
+    return stack_containers(json.loads(out.stdout or "[]"), f"{project}_default") if out.returncode == 0 else {}
+
+
+def exited_services(project: str) -> list[str]:
+    """The compose services of ``project`` whose container has exited."""
+    out = docker(
+        ["ps", "--all", "--filter", f"label={PROJECT_LABEL}={project}", "--filter", "status=exited",
+         "--format", '{{.Label "' + SERVICE_LABEL + '"}}'],
+        timeout=30,
+    )
+    return out.stdout.split() if out.returncode == 0 else []
 
 
 def sweep_project(project: str) -> dict[str, list[str]]:

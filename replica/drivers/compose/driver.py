@@ -1,19 +1,24 @@
 """The ``compose`` driver: the replica as containers (``docker-compose.yml``).
 
-The stack — the fault proxy, PostgreSQL, Redis, the auth service and the lanes
-container — is brought up with ``docker compose up --detach`` under a project name
-of its own, so parallel stacks never collide, and is ready once the fault proxy's
-API answers and the lanes agent's ``/ready`` does (it queries PostgreSQL, Redis and
-the auth service from inside the stack's network): one wait polled every few
-milliseconds from the host, not the compose file's healthchecks (1 s apart, and an
-``exec`` each; the driver turns them off for its stacks). The lanes container holds a
-preloaded fork server (:mod:`replica.drivers.compose.agent`) that forks a fresh
-backend per run, so a lane costs a fork, not a container start. Each lane has
+The stack — the fault proxy, PostgreSQL, Redis and the lanes container — is
+brought up with ``docker compose up --detach`` under a project name of its own, so
+parallel stacks never collide, and is ready once the fault proxy's API answers and
+the lanes agent's ``/ready`` does (it queries PostgreSQL, Redis and the auth service
+from inside the stack's network): one wait polled every few milliseconds from the
+host, not the compose file's healthchecks (1 s apart, and an ``exec`` each; the
+driver turns them off for its stacks). The lanes container holds a preloaded fork
+server (:mod:`replica.drivers.compose.agent`) that forks the auth service at start
+and a fresh backend per run, so a lane costs a fork, not a container start. Each lane has
 four proxies of its own inside the proxy container (``postgres-<id>``,
 ``redis-<id>``, ``auth-<id>``, ``backend-<id>``) on its slot's fixed ports, like
-the local driver's lanes. The host reaches a lane only through ports published on
-127.0.0.1: the lane's ``backend`` proxy (faults apply) and, for readiness, the
-backend's own port in the lanes container.
+the local driver's lanes. The runner opens up to twice ``max_parallel_lanes`` lanes
+at once (its waiting runs on lanes of their own), so there are as many slots. The
+host reaches the stack only through ports published on 127.0.0.1 (each one an
+engine proxy process and NAT rules, set up at ``up`` and torn down at ``close``):
+the fault proxy's API, the agent's API and, per slot, the lane's ``backend`` proxy
+(faults apply). A backend's readiness is asked through the agent, which relays its
+``/health`` from inside the container and, while it starts, answers the moment it
+serves.
 
 A user's project (``replica.toml`` with ``[backend] image`` or ``build``) runs
 differently: a container of its image per run (:mod:`replica.drivers.compose.user_image`)
@@ -35,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -44,21 +50,25 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import httpx
 
 from replica.drivers.compose.user_image import CONTAINER_PORT, ContainerBackend, project_image
-from replica.drivers.compose.agent import AGENT_PORT, BACKEND_PORT_BASE, MAX_SLOTS
+from replica.drivers.compose.agent import AGENT_PORT, AUTH_PORT, BACKEND_PORT_BASE, MAX_SLOTS
 from replica.drivers.compose.docker import (
     compose_file,
     compose_problem,
+    StackContainer,
     docker,
+    exited_services,
     images_env_file,
     last_line,
     missing_files,
+    running_containers,
     sweep_project,
 )
-from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
+from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend, with_hostport
 from replica.errors import ConfigError, InfrastructureError
 from replica.interrupts import deferred_signals
 from replica.polling import wait_until
@@ -74,29 +84,28 @@ Progress = Callable[[str], None]
 LANE_PORT_BASE = 18100
 DEP_PORT_BASE = 20000
 DEP_OFFSETS = {"postgres": 0, "redis": 1, "auth": 2}
-STACK_SERVICES = ("toxiproxy", "postgres", "redis", "auth", "lanes")
+#: The compose service of the lanes' fault proxy (no fixed proxies, unlike the hand-run stack's ``toxiproxy``).
+PROXY_SERVICE = "lane-proxy"
+#: The driver's stack: the lanes container runs the auth service beside the backends (forked, as the local driver does).
+STACK_SERVICES = (PROXY_SERVICE, "postgres", "redis", "lanes")
 DEFAULT_UP_TIMEOUT_S = 180.0
 DEFAULT_COMPOSE_LANES = 4
+#: Slots per lane the runner computes on: it opens as many lanes again for runs that mostly wait.
+SLOTS_PER_LANE = 2
+#: Terminal control sequences compose puts in its logs even when they go to a pipe.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: How often the readiness wait asks docker whether a stack container has exited.
 EXITED_CHECK_S = 1.0
-
-
-def _published(rows: list[dict]) -> dict[tuple[str, int], int]:
-    """(service, container port) → host port, for ports published on 127.0.0.1."""
-    found: dict[tuple[str, int], int] = {}
-    for row in rows:
-        for pub in row.get("Publishers") or []:
-            if pub.get("PublishedPort") and pub.get("URL") == "127.0.0.1":
-                found[(row["Service"], int(pub["TargetPort"]))] = int(pub["PublishedPort"])
-    return found
 
 
 class AgentBackend:
     """A backend the lanes container's agent forked; a :class:`RunningBackend`."""
 
-    def __init__(self, http: httpx.AsyncClient, name: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, name: str, pid: int | None) -> None:
         self._http = http
         self.name = name
+        #: Its process id in the lanes container, as the backend names itself in its messages.
+        self.pid = pid
 
     async def exit_code(self) -> int | None:
         response = await self._http.get(f"/backends/{self.name}")
@@ -134,15 +143,17 @@ class ComposeDriver(LaneDriver):
         project: Project | None = None,
     ) -> None:
         """``name``: the compose project's; ``project``: the user's project whose backend the lanes run."""
-        if not 1 <= max_parallel_lanes <= MAX_SLOTS:
-            raise ConfigError(f"the compose driver runs 1 to {MAX_SLOTS} lanes at once (got {max_parallel_lanes})")
+        if not 1 <= max_parallel_lanes <= MAX_SLOTS // SLOTS_PER_LANE:
+            raise ConfigError(
+                f"the compose driver runs 1 to {MAX_SLOTS // SLOTS_PER_LANE} lanes at once (got {max_parallel_lanes})"
+            )
         refusal = project.compose_refusal() if project is not None else None
         if refusal is not None:
             raise refusal
         self.compose_project = name
         self.project = project
-        #: Lane slots: each has fixed ports, published on 127.0.0.1 (each costs the engine a proxy process).
-        self.slots = max_parallel_lanes
+        #: Lane slots: each has fixed ports, one published on 127.0.0.1 (each costs the engine a proxy process).
+        self.slots = SLOTS_PER_LANE * max_parallel_lanes
         self.image = ""
         self.max_parallel_lanes = max_parallel_lanes
         self.progress = progress
@@ -164,14 +175,14 @@ class ComposeDriver(LaneDriver):
         stack = {
             "postgres": f"postgresql://replica:{postgres_password}@postgres:5432/replica",
             "redis": f"redis://:{redis_password}@redis:6379/0",
-            "auth": "http://auth:8081",
+            "auth": f"http://lanes:{AUTH_PORT}",
         }
         self.dependency_urls = {n: stack[d.kind] for n, d in project.dependencies.items()} if project else stack
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self._override = self._tmp / "lanes.yml"
         self._free_slots = list(range(self.slots))
         self._slot_freed: tuple[asyncio.AbstractEventLoop, asyncio.Condition] | None = None
-        self._published: dict[tuple[str, int], int] = {}
+        self._containers: dict[str, StackContainer] = {}
         self.toxiproxy_url = ""
         self.agent_url = ""
         self._closed = False
@@ -228,21 +239,26 @@ class ComposeDriver(LaneDriver):
             str(self._override),
             "--env-file",
             str(self.images_env),
+            "--profile",
+            "lanes",
         ]
 
     def _write_override(self) -> None:
-        """The lane slots' published ports, and the user's code (read-only) for their handlers."""
-        slots = range(self.slots)
-        toxiproxy = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in slots)
-        lanes = "\n".join(f'      - "127.0.0.1::{port}"' for port in (AGENT_PORT, *(BACKEND_PORT_BASE + s for s in slots)))
+        """The lane slots' published ports; the user's code (read-only) for their handlers; no
+        healthchecks (the driver waits itself); and the lanes container started first, as
+        its fork server's preload is the longest part of the stack's start."""
+        lane_ports = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in range(self.slots))
+        after_lanes = "    depends_on:\n      lanes:\n        condition: service_started\n"
         no_healthcheck = "    healthcheck:\n      disable: true\n"
+        services = {
+            "lanes": f"{no_healthcheck}    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n",
+            PROXY_SERVICE: f"{after_lanes}    ports:\n{lane_ports}\n",
+            "postgres": after_lanes + no_healthcheck,
+            "redis": after_lanes + no_healthcheck,
+        }
         self._override.write_text(
             f"# lane slots of the compose driver (project {self.compose_project}); it waits for the stack itself\n"
-            f"services:\n"
-            f"  toxiproxy:\n{no_healthcheck}    ports:\n{toxiproxy}\n"
-            f"  lanes:\n{no_healthcheck}    ports:\n{lanes}\n"
-            f"    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n"
-            + "".join(f"  {service}:\n{no_healthcheck}" for service in ("postgres", "redis", "auth"))
+            "services:\n" + "".join(f"  {name}:\n{body}" for name, body in services.items())
         )
 
     def _up(self, timeout: float) -> None:
@@ -261,7 +277,7 @@ class ComposeDriver(LaneDriver):
             problem = compose_problem()
             why = f"the compose driver cannot run: {problem}" if problem else last_line(out.stderr)
             raise InfrastructureError(f"`docker compose up` failed ({out.returncode}): {why}\n{self._logs()}")
-        self._read_ports()
+        self._read_stack()
         self._wait_ready(started + timeout - time.monotonic())
         self.up_seconds = time.monotonic() - started
         self.progress(f"compose stack healthy in {self.up_seconds:.1f} s")
@@ -303,32 +319,38 @@ class ComposeDriver(LaneDriver):
             raise InfrastructureError(fatal[0])
 
     def _exited(self) -> list[str]:
-        """The stack's services whose container has exited."""
-        out = docker([*self._compose_args(), "ps", "--status", "exited", "--services"], timeout=30, env=self.env)
-        return out.stdout.split() if out.returncode == 0 else []
+        """The stack's services whose container has exited (asked of the engine: the compose CLI costs more)."""
+        return exited_services(self.compose_project)
 
     def _logs(self, tail: int = 20) -> str:
         try:
             out = docker([*self._compose_args(), "logs", "--no-color", "--tail", str(tail)], timeout=30, env=self.env)
         except subprocess.TimeoutExpired:
             return ""
-        return out.stdout[-6000:]
+        return ANSI_ESCAPE.sub("", out.stdout)[-6000:]
 
-    def _read_ports(self) -> None:
-        out = docker([*self._compose_args(), "ps", "--format", "json", "toxiproxy", "lanes"], timeout=30, env=self.env)
-        if out.returncode != 0:
-            raise InfrastructureError(f"cannot read the stack's published ports: {last_line(out.stderr)}")
-        text = out.stdout.strip()
-        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-        self._published = _published(rows)
-        slots = range(self.slots)
-        needed = [("toxiproxy", 8474), ("lanes", AGENT_PORT)]
-        needed += [("toxiproxy", LANE_PORT_BASE + s) for s in slots] + [("lanes", BACKEND_PORT_BASE + s) for s in slots]
-        missing = [f"{service}:{port}" for service, port in needed if (service, port) not in self._published]
+    def _read_stack(self) -> None:
+        """Where the host reaches the stack (its published ports) and where its containers are on
+        its network: the lanes' proxies and backends are given addresses, not names, so no
+        connection waits for a name lookup."""
+        self._containers = running_containers(self.compose_project)
+        absent = [service for service in STACK_SERVICES if service not in self._containers]
+        if absent:
+            exited = self._exited()
+            what = f"{', '.join(exited)} exited" if exited else f"{', '.join(absent)} is not on its network"
+            raise InfrastructureError(f"the compose stack's {what}:\n{self._logs()}")
+        needed = [(PROXY_SERVICE, 8474), ("lanes", AGENT_PORT)] + [(PROXY_SERVICE, LANE_PORT_BASE + s) for s in range(self.slots)]
+        missing = [f"{service}:{port}" for service, port in needed if port not in self._containers[service].published]
         if missing:
             raise InfrastructureError(f"the stack does not publish {', '.join(missing)} on 127.0.0.1")
-        self.toxiproxy_url = f"http://127.0.0.1:{self._published[('toxiproxy', 8474)]}"
-        self.agent_url = f"http://127.0.0.1:{self._published[('lanes', AGENT_PORT)]}"
+        self.toxiproxy_url = f"http://127.0.0.1:{self._containers[PROXY_SERVICE].published[8474]}"
+        self.agent_url = f"http://127.0.0.1:{self._containers['lanes'].published[AGENT_PORT]}"
+        self.dependency_urls = {name: self._addressed(url) for name, url in self.dependency_urls.items()}
+
+    def _addressed(self, url: str) -> str:
+        """``url``, whose host is a service of the stack, with that container's address instead."""
+        parts = urlsplit(url)
+        return with_hostport(url, f"{self._containers[parts.hostname or ''].ip}:{parts.port}")
 
     def close(self) -> None:
         """Remove every container, network and volume of the project (idempotent)."""
@@ -383,18 +405,16 @@ class ComposeDriver(LaneDriver):
 
     def proxy_address(self, hop: str, port: int) -> str:
         if hop == "backend":
-            return f"127.0.0.1:{self._published[('toxiproxy', port)]}"
-        return f"toxiproxy:{port}"
+            return f"127.0.0.1:{self._containers[PROXY_SERVICE].published[port]}"
+        return f"{self._containers[PROXY_SERVICE].ip}:{port}"
 
     async def place_backend(self, slot: int) -> BackendPlace:
         if self.project is not None:
             # A container of its own, reached by name on the stack's network; its health port is known once it runs.
             container = f"{self.compose_project}-backend-{uuid.uuid4().hex[:8]}"
             return BackendPlace(upstream=f"{container}:{CONTAINER_PORT}", health_url="", listener=container)
-        port = BACKEND_PORT_BASE + slot
-        return BackendPlace(
-            upstream=f"lanes:{port}", health_url=f"http://127.0.0.1:{self._published[('lanes', port)]}", listener=slot
-        )
+        upstream = f"{self._containers['lanes'].ip}:{BACKEND_PORT_BASE + slot}"
+        return BackendPlace(upstream=upstream, health_url=f"{self.agent_url}/slots/{slot}", listener=slot)
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
         http = httpx.AsyncClient(
@@ -409,7 +429,7 @@ class ComposeDriver(LaneDriver):
         if response.status_code != 201:
             await http.aclose()
             raise InfrastructureError(f"the lanes container could not start a backend: {response.text}")
-        return AgentBackend(http, name)
+        return AgentBackend(http, name, response.json().get("pid"))
 
     async def start_project_backend(
         self, project: Project, failpoints: str, endpoints: dict[str, Endpoint], place: BackendPlace, name: str

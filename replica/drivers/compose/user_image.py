@@ -10,7 +10,7 @@ proxy), as ``scripts/make-images.sh`` does for the project's own images.
 
 Each run gets a container of its own on the stack's network, named so the lane's
 ``backend`` proxy reaches it by name; its environment is the project's ``env``
-rendered against the lane's proxies (``toxiproxy:PORT``), handed over in a file
+rendered against the lane's proxies (at the proxy container's address), handed over in a file
 only the harness can read. It listens on :data:`CONTAINER_PORT`, published on
 127.0.0.1 only, for the readiness wait, which never goes through a proxy that gets
 faults.
