@@ -72,6 +72,9 @@ STOP_TIMEOUT_S = 3.0
 RELAY_SERVE_WAIT_S = 0.25
 HEALTH_RELAY_TIMEOUT_S = 0.15
 HEALTH_PATHS = ("health", "health/ready")
+#: Connections the agent serves at once (beyond: 503): the driver keeps a few per lane,
+#: and the unauthenticated health relay must not let anyone on the host pile up more.
+MAX_CONNECTIONS = 4 * MAX_SLOTS
 #: Each readiness check of a stack service is cut off after this long.
 READY_CHECK_TIMEOUT_S = 2.0
 #: ``/ready`` waits this long for the auth service's fork before it checks (the driver asks with a 5 s limit).
@@ -318,7 +321,9 @@ def main() -> int:
     if jwt_secret:
         stack["auth"] = f"http://127.0.0.1:{AUTH_PORT}"
     app = agent_app(token, slots, forks, stack, jwt_secret)
-    uvicorn.run(app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on")
+    uvicorn.run(
+        app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on", limit_concurrency=MAX_CONNECTIONS
+    )
     return 0
 
 
