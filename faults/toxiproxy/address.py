@@ -113,33 +113,53 @@ async def resolve(address: str) -> tuple[str, int]:
     return str(infos[0][4][0]), port
 
 
-def bind_listener(ip: str, port: int) -> tuple[socket.socket, str]:
-    """Bind and listen on (ip, port); return the socket and the bound address (port 0 → the real one)."""
+#: How many ports the kernel may hand out for a port-0 listener before one outside ``avoid`` is found.
+AVOID_TRIES = 32
+
+
+def bind_listener(ip: str, port: int, avoid: frozenset[int] = frozenset()) -> tuple[socket.socket, str]:
+    """Bind and listen on (ip, port); return the socket and the bound address (port 0 → the real one).
+
+    With port 0, a port in ``avoid`` is not taken: the kernel is asked again (up to
+    :data:`AVOID_TRIES` times) while the ports it handed out are held, so it cannot
+    hand the same one back.
+    """
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    held: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((ip, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        reason = {
-            errno.EADDRINUSE: "address already in use",
-            errno.EADDRNOTAVAIL: "cannot assign requested address",
-            errno.EACCES: "permission denied",
-        }.get(exc.errno or 0, (exc.strerror or str(exc)).lower())
-        raise ListenError(f"listen tcp {format_address(ip, port)}: bind: {reason}") from None
-    return sock, format_address(ip, sock.getsockname()[1])
+        for _ in range(AVOID_TRIES if port == 0 and avoid else 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((ip, port))
+                if port == 0 and sock.getsockname()[1] in avoid:
+                    held.append(sock)
+                    continue
+                sock.listen(1024)
+                sock.setblocking(False)
+            except OSError as exc:
+                sock.close()
+                reason = {
+                    errno.EADDRINUSE: "address already in use",
+                    errno.EADDRNOTAVAIL: "cannot assign requested address",
+                    errno.EACCES: "permission denied",
+                }.get(exc.errno or 0, (exc.strerror or str(exc)).lower())
+                raise ListenError(f"listen tcp {format_address(ip, port)}: bind: {reason}") from None
+            return sock, format_address(ip, sock.getsockname()[1])
+    finally:
+        for sock in held:
+            sock.close()
+    raise ListenError(f"listen tcp {format_address(ip, port)}: bind: every port offered is reserved ({AVOID_TRIES} tries)")
 
 
-async def open_listener(address: str) -> tuple[socket.socket, str]:
-    """Go's ``net.Listen("tcp", address)``: ``localhost:3310`` → ``127.0.0.1:3310``; errors as ListenError."""
+async def open_listener(address: str, avoid: frozenset[int] = frozenset()) -> tuple[socket.socket, str]:
+    """Go's ``net.Listen("tcp", address)``: ``localhost:3310`` → ``127.0.0.1:3310``; errors as ListenError.
+    A port-0 address gets a port outside ``avoid`` (see :func:`bind_listener`)."""
     try:
         ip, port = await resolve(address)
     except AddressError as exc:
         raise ListenError(f"listen tcp: {exc}") from None
-    return bind_listener(ip, port)
+    return bind_listener(ip, port, avoid)
 
 
 async def resolved(address: str) -> str:

@@ -67,6 +67,14 @@ class ProxyCollection:
             if bound is not None and same_endpoint(target, bound):
                 raise ApiError(f"upstream {upstream} is a listen address of this server", 400)
 
+    def reserved_ports(self) -> frozenset[int]:
+        """The ports of the disabled proxies: each keeps its address (enabling it binds it
+        again), so a new proxy on port 0 must not get it. Handing it out would also
+        connect whoever still dials a disabled proxy (a backend told its auth service
+        is down) to the new proxy's upstream."""
+        ports = (_endpoint(p.listen) for p in self.proxies.values() if not p.enabled)
+        return frozenset(endpoint[1] for endpoint in ports if endpoint is not None and endpoint[1])
+
     def _check_listen(self, listen: str, name: str) -> None:
         """A new listen address must not be what another proxy forwards to."""
         bound = _endpoint(listen)
@@ -94,7 +102,7 @@ class ProxyCollection:
         proxy = Proxy(item.name, item.listen, item.upstream, self.seed, self.dialled)
         if item.enabled:
             try:
-                sock, bound = await open_listener(address)
+                sock, bound = await open_listener(address, self.reserved_ports())
             except ListenError as exc:
                 raise _server_error(exc) from None
             await proxy.serve(sock, bound)
@@ -135,7 +143,7 @@ class ProxyCollection:
             return
         was_enabled = proxy.enabled
         try:
-            sock, bound = await open_listener(listen)
+            sock, bound = await open_listener(listen, self.reserved_ports())
         except ListenError as exc:
             if not was_enabled:
                 raise _server_error(exc) from None

@@ -1,0 +1,60 @@
+"""A disabled proxy keeps its port: the fault proxy never hands it to a new proxy on
+port 0. Handed out, it would connect whoever still dials the disabled proxy (a
+backend whose auth service was taken down) to the new proxy's upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from faults.toxiproxy.address import AVOID_TRIES, ListenError, bind_listener
+from faults.toxiproxy.collection import ProxyCollection
+from faults.toxiproxy.model import ProxyInput, ProxyUpdate
+
+EVERY_PORT = frozenset(range(1, 65536))
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_port_zero_listener_takes_no_avoided_port_and_keeps_no_socket_it_refused() -> None:
+    before = open_fds()
+    with pytest.raises(ListenError, match=f"every port offered is reserved \\({AVOID_TRIES} tries\\)"):
+        bind_listener("127.0.0.1", 0, avoid=EVERY_PORT)
+    assert open_fds() == before  # the ports it was offered and refused were let go
+    sock, bound = bind_listener("127.0.0.1", 0, avoid=frozenset())
+    with sock:
+        assert int(bound.rsplit(":", 1)[1]) == sock.getsockname()[1] != 0
+
+
+def test_an_explicit_port_is_bound_even_when_avoided() -> None:
+    """Only the kernel's own choice is steered; an address asked for by name is the caller's."""
+    first, bound = bind_listener("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    first.close()
+    sock, again = bind_listener("127.0.0.1", port, avoid=frozenset({port}))
+    with sock:
+        assert again == bound
+
+
+def test_the_disabled_proxies_ports_are_reserved_until_they_are_deleted() -> None:
+    async def scenario() -> tuple[frozenset[int], int, frozenset[int], frozenset[int]]:
+        proxies = ProxyCollection()
+        try:
+            off = await proxies.add(ProxyInput(name="auth-1", listen="127.0.0.1:0", upstream="127.0.0.1:9"))
+            port = int(off.listen.rsplit(":", 1)[1])
+            on = await proxies.add(ProxyInput(name="redis-1", listen="127.0.0.1:0", upstream="127.0.0.1:9"))
+            await proxies.update("auth-1", ProxyUpdate(listen=off.listen, upstream=off.upstream, enabled=False))
+            reserved = proxies.reserved_ports()
+            on_port = int(on.listen.rsplit(":", 1)[1])
+            await proxies.remove("auth-1")
+            return reserved, port, frozenset({on_port}), proxies.reserved_ports()
+        finally:
+            proxies.close()
+
+    reserved, port, enabled_ports, after_delete = asyncio.run(scenario())
+    assert reserved == {port} and not reserved & enabled_ports
+    assert after_delete == frozenset()
