@@ -203,6 +203,7 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
     started = time.monotonic()
     exited: list[int] = []
     signalled = getattr(backend, "signalled", None)
+    pid = getattr(backend, "pid", None)  # where the driver knows it
 
     tls = tls_for(health_url)
 
@@ -223,11 +224,10 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
             poll_max_s=READY_POLL_MAX_S, wake=wake,
         )
     except InfrastructureError as exc:
-        return BackendOutcome(False, exc.message, pid=getattr(backend, "pid", None))
+        return BackendOutcome(False, exc.message, pid=pid)
     finally:
         if wake is not None:
             wake.cancel()
-    pid = getattr(backend, "pid", None)
     if exited:
         tail = [line for line in (await backend.log(15)).splitlines() if line.strip()]
         detail = f"backend exited with code {exited[0]}: {tail[-1] if tail else 'no output'}"
