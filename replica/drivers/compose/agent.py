@@ -138,15 +138,6 @@ async def stack_problem(urls: dict[str, str]) -> str | None:
     return None
 
 
-def kill_now(process: ForkedProcess) -> None:
-    """SIGKILL the backend's process group, then reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:  # gone already, or not yet a session leader: kill() below handles both
-        pass
-    process.kill(STOP_TIMEOUT_S)
-
-
 @dataclass
 class Backend:
     """A backend this agent forked, on its slot; ``served`` ends once it serves or has exited."""
@@ -277,12 +268,7 @@ def agent_app(
         claimed.discard(backend.slot)
         backend.served.cancel()
         await asyncio.wait([backend.served])  # its wait on the readiness socket ends before the kill closes that socket
-
-        def kill() -> None:
-            kill_now(backend.process)
-            backend.process.log_path.unlink(missing_ok=True)
-
-        stopping[backend.slot] = asyncio.ensure_future(asyncio.to_thread(kill))
+        stopping[backend.slot] = asyncio.ensure_future(asyncio.to_thread(backend.process.discard, STOP_TIMEOUT_S))
 
     @app.get("/slots/{slot}/{path:path}")
     async def relay_health(slot: int, path: str) -> Response:

@@ -231,11 +231,12 @@ class ForkedProcess:
         pending when it ends, which would drop a kill not yet started, but it waits
         for the default executor's queued work."""
         if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().run_in_executor(None, self._discard, timeout)
+            self._stopping = asyncio.get_running_loop().run_in_executor(None, self.discard, timeout)
 
-    def _discard(self, timeout: float) -> None:
-        """Kill it and remove its log: read while its run was judged, never after (a
-        long-running ``replica up`` would otherwise keep one per lane it ever opened)."""
+    def discard(self, timeout: float = 3.0) -> None:
+        """Kill it at once (its whole group), reap it and remove its log: a lane's log is
+        read while its run is judged, never after (a long-running ``replica up`` or lanes
+        agent would otherwise keep one per lane it ever opened). Blocks."""
         if self.kill(timeout, graceful=False) is not None:
             self.log_path.unlink(missing_ok=True)
 
