@@ -27,6 +27,11 @@ def loaded_after(code: str, returncode: int = 0) -> set[str]:
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def command(argv: list[str], *setup: str) -> str:
+    """Code that runs ``replica ARGV`` as the console script does, after the lines ``setup``."""
+    return "\n".join(["import os, sys, replica.__main__", *setup, f"sys.argv = ['replica', *{argv!r}]", "replica.__main__.main()"])
+
+
 def test_importing_the_cli_loads_no_model_client_or_server() -> None:
     loaded = loaded_after("import replica.cli")
     assert "typer" in loaded and "rich" in loaded
@@ -51,23 +56,16 @@ def test_a_run_on_a_running_stack_loads_neither_httpx_nor_a_server() -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "unused"),
+    ("argv", "unused"),
     [
         (["--help"], ("pydantic", "yaml", "websockets", "h11", *HTTPX, *SERVERS)),
         (["scenarios", "list"], ("websockets", "h11", "jwt", *HTTPX, *SERVERS)),
     ],
 )
-def test_a_command_loads_only_what_it_uses(command: list[str], unused: tuple[str, ...]) -> None:
-    code = "\n".join(
-        [
-            "import sys, replica.__main__",
-            f"sys.argv = ['replica', *{command!r}]",
-            "replica.__main__.main()",
-        ]
-    )
-    loaded = loaded_after(code)
+def test_a_command_loads_only_what_it_uses(argv: list[str], unused: tuple[str, ...]) -> None:
+    loaded = loaded_after(command(argv))
     for package in unused:
-        assert package not in loaded, f"`replica {' '.join(command)}` loads {package}"
+        assert package not in loaded, f"`replica {' '.join(argv)}` loads {package}"
 
 
 def test_the_fork_servers_preload_skips_httpxs_command_line_client() -> None:
@@ -79,14 +77,7 @@ def test_the_fork_servers_preload_skips_httpxs_command_line_client() -> None:
 
 def test_a_command_that_uses_httpx_skips_its_command_line_client(tmp_path: Path) -> None:
     """`replica status` asks the stack's services with httpx (here: no stack is running)."""
-    code = "\n".join(
-        [
-            "import os, sys, replica.__main__",
-            f"os.environ['REPLICA_STATE_DIR'] = {str(tmp_path / 'state')!r}",
-            "sys.argv = ['replica', 'status']",
-            "replica.__main__.main()",
-        ]
-    )
+    code = command(["status"], f"os.environ['REPLICA_STATE_DIR'] = {str(tmp_path / 'state')!r}")
     loaded = loaded_after(code, returncode=1)  # no stack runs
     assert "httpx" in loaded
     for package in ("click", "pygments"):
