@@ -86,6 +86,40 @@ def test_the_lanes_agent_refuses_requests_without_its_token(driver: ComposeDrive
     assert wrong.status_code == 401
 
 
+def test_the_lanes_agent_withstands_hostile_input_from_anyone_on_the_host(driver: ComposeDriver) -> None:
+    """Its port is published on 127.0.0.1, so any local user can reach it: a 10 MB body is
+    refused before it is read, deep JSON and huge numbers are 4xx, and 500 clients at once
+    on the token-free relay get answers (502: no backend; 503: over the connection cap),
+    never a hang or another 5xx; the agent serves its owner afterwards."""
+    token = {"Authorization": f"Bearer {driver.lanes_token}"}
+    url = driver.agent_url
+    big = httpx.post(f"{url}/backends", content=b"x" * (10 * 1024 * 1024), timeout=30)
+    assert big.status_code == 413
+    deep = "[" * 100_000 + "]" * 100_000
+    nested = httpx.post(f"{url}/backends", content=deep, headers={**token, "content-type": "application/json"}, timeout=30)
+    assert nested.status_code in (400, 413, 422), nested.text
+    huge = httpx.post(f"{url}/backends", json={"name": "x", "slot": 10**400, "env": {}}, headers=token, timeout=30)
+    assert huge.status_code == 422, huge.text
+    assert httpx.get(f"{url}/slots/{10**400}/health", timeout=30).status_code in (404, 422)
+
+    async def crowd() -> list[int]:
+        limits = httpx.Limits(max_connections=500)
+        async with driver.slot() as slot, httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+
+            async def one() -> int:
+                try:
+                    return (await http.get(f"/slots/{slot}/health")).status_code
+                except httpx.TransportError:
+                    return 0  # refused or cut at the cap: not a hang
+
+            return await asyncio.gather(*(one() for _ in range(500)))
+
+    codes = asyncio.run(crowd())
+    assert set(codes) <= {0, 502, 503}, sorted(set(codes))
+    assert codes.count(502) > 0
+    assert httpx.get(f"{url}/health", headers=token, timeout=10).status_code == 200
+
+
 def test_two_lanes_side_by_side(driver: ComposeDriver) -> None:
     async def one(spec: BackendSpec) -> tuple[str, str]:
         async with driver.lane(LaneRequest(backend=spec, ready_timeout_s=60)) as lane:

@@ -56,6 +56,7 @@ from replica.drivers.local.forkserver import ForkedProcess, ForkServer
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
 logger = logging.getLogger("replica.lanes-agent")
 
@@ -75,6 +76,8 @@ HEALTH_PATHS = ("health", "health/ready")
 #: Connections the agent serves at once (beyond: 503): the driver keeps a few per lane,
 #: and the unauthenticated health relay must not let anyone on the host pile up more.
 MAX_CONNECTIONS = 4 * MAX_SLOTS
+#: A request body's limit: a start request (64 variables of up to 8 KiB) fits with room.
+MAX_BODY_BYTES = 1024 * 1024
 #: Each readiness check of a stack service is cut off after this long.
 READY_CHECK_TIMEOUT_S = 2.0
 #: ``/ready`` waits this long for the auth service's fork before it checks (the driver asks with a 5 s limit).
@@ -149,12 +152,14 @@ class Backend:
 
 def agent_app(
     token: str, slots: int, forks: ForkServer, stack: dict[str, str] | None = None, jwt_secret: str = ""
-) -> "FastAPI":
-    """The agent's API over ``forks``; with ``jwt_secret``, the auth service is forked once the app runs."""
+) -> "ASGIApp":
+    """The agent's API over ``forks``; with ``jwt_secret``, the auth service is forked once the app runs.
+    Request bodies are capped at :data:`MAX_BODY_BYTES` (413) before anything reads them."""
     # Imported here: the driver reads this module's constants without loading FastAPI.
     from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 
     from replica import http1
+    from replica.body_limit import BodyLimit
 
     backends: dict[str, Backend] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
@@ -285,7 +290,7 @@ def agent_app(
         return Response(reply.body, status_code=reply.status, media_type="application/json")
 
     app.include_router(api)
-    return app
+    return BodyLimit(app, MAX_BODY_BYTES)
 
 
 def main() -> int:

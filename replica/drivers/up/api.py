@@ -31,8 +31,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from replica.body_limit import BodyLimit
 from replica.drivers.base import LaneRequest
 from replica.drivers.lanes import OpenLane
 from replica.drivers.local.driver import LocalDriver
@@ -65,47 +66,6 @@ class LaneInfo(BaseModel):
     outcome: dict
 
 
-class BodyLimit:
-    """Answer 413 to a request body over ``max_bytes``, before the app reads any of it."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
-            await _reject(send, 413 if declared.isdigit() else 400, "request body too large or badly framed")
-            return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _reject(send, 413, f"request body over {self.max_bytes} bytes")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
 class AsciiJSONResponse(JSONResponse):
     """JSON with every non-ASCII character escaped: any string, even one holding a
     lone surrogate taken from a request, renders."""
@@ -122,13 +82,6 @@ async def _invalid_request(_request: Request, exc: RequestValidationError) -> As
     """422 naming each bad field; the offending input is not echoed (it may be any bytes)."""
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return AsciiJSONResponse({"detail": errors}, status_code=422)
-
-
-async def _reject(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGIApp:
