@@ -8,7 +8,8 @@ Measures, each through the ``replica`` command a user types:
 * local: ``reproduce 1011`` cold (empty cache: Postgres runs initdb) and warm;
   ``reproduce 1011`` and one scenario (``healthy``) on a running stack (``replica
   up``), the scenario both as the run (lane up, probe, lane down) and as the whole
-  ``replica scenarios run healthy`` process; the example project's (examples/chat)
+  ``replica scenarios run healthy`` command, through the stack's warm command
+  process and in the command's own process (``REPLICA_WARM=0``); the example project's (examples/chat)
   ``healthy`` the same way, on its own ``replica up --config`` stack;
 * compose (when an engine and the images are there): ``reproduce 1011 --driver
   compose`` (the whole command: stack up, 24 runs, stack down) and one scenario on
@@ -130,11 +131,14 @@ def one_scenario(env: dict[str, str], rounds: int, tmp: str, *args: str) -> tupl
     return one, inner
 
 
-def with_running_stack(env: dict[str, str], rounds: int, tmp: str) -> tuple[list[float], list[float], list[float]]:
+def with_running_stack(env: dict[str, str], rounds: int, tmp: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """On one running stack: one scenario through the warm command process and in the
+    command's own process (``REPLICA_WARM=0``), and ``reproduce 1011``."""
     with running_stack(env):
         one, inner = one_scenario(env, rounds, tmp, "healthy")
+        own, _ = one_scenario({**env, "REPLICA_WARM": "0"}, rounds, tmp, "healthy")
         full = [replica(["reproduce", "1011"], env) for _ in range(rounds)]
-    return one, inner, full
+    return one, own, inner, full
 
 
 def example_on_running_stack(env: dict[str, str], rounds: int, tmp: str) -> tuple[list[float], list[float]]:
@@ -170,7 +174,7 @@ def main() -> None:
         baseline = statistics.median(backend_exec_start(env) for _ in range(rounds))
         cold = replica(["reproduce", "1011"], env)
         warm = statistics.median(replica(["reproduce", "1011"], env) for _ in range(rounds))
-        one, inner, on_stack = with_running_stack(env, rounds, tmp)
+        one, own, inner, on_stack = with_running_stack(env, rounds, tmp)
         example_one, example_inner = example_on_running_stack(env, rounds, tmp)
         rows = [
             ("baseline: one backend exec'd until /health", baseline, ""),
@@ -179,6 +183,7 @@ def main() -> None:
             ("local: reproduce 1011 on a running stack", statistics.median(on_stack), ""),
             ("local: one scenario on a running stack (the run)", statistics.median(inner), "<= 0.15"),
             ("local: one scenario on a running stack (CLI wall)", statistics.median(one), "<= 0.35"),
+            ("  the same in the command's own process (REPLICA_WARM=0)", statistics.median(own), ""),
             ("example project: healthy on its running stack (the run)", statistics.median(example_inner), ""),
             ("example project: healthy on its running stack (CLI wall)", statistics.median(example_one), ""),
         ]

@@ -5,6 +5,9 @@ heavy is imported.
   "interrupted:" line and exit 130. While the command's modules load, it is held
   and raised once the command starts: raised inside an import it would leave that
   module half made (and print a traceback, or abort a native extension).
+* A command that would use a running stack (``replica up``) is handed to that
+  stack's warm command process, which has imported everything already
+  (:mod:`replica.warm`); this process only waits for its exit status.
 * A command line that will start a local stack starts its fork server at once:
   the fork server imports the servers on the other core while the command loads,
   so the stack is ready sooner. A wrong guess costs only that fork server, which
@@ -36,7 +39,7 @@ def starts_local_stack(argv: list[str]) -> bool:
 
 
 def _start_fork_server_early() -> None:
-    from replica.drivers.stack import state_file
+    from replica.state_paths import state_file
 
     if not state_file().exists():  # else the command may use that running stack
         from replica.drivers.local.forkserver import start_early
@@ -45,6 +48,21 @@ def _start_fork_server_early() -> None:
 
 
 def main() -> None:
+    from replica.interrupts import hold_interrupts, interrupted
+
+    hold_interrupts()  # until the command starts: no exception cuts into an import
+    argv = sys.argv[1:]
+    if starts_local_stack(argv) and argv[:1] != ["up"] and not interrupted():
+        from replica.warm.client import run_warm
+
+        status = run_warm(argv)  # forwards signals while it waits; puts the held ones back
+        if status is not None:
+            exit_now(SystemExit(status))
+    run_command()
+
+
+def run_command() -> None:
+    """Run the command line in this process (also in a fork of the warm command process)."""
     # A command's imports make tens of thousands of objects that live as long as the process;
     # a young-generation collection every 700 allocations (the default) scans them over and over.
     gc.set_threshold(10_000, 10, 10)
@@ -53,7 +71,7 @@ def main() -> None:
     skip_unused_imports()
     from replica.interrupts import announce_interrupt, hold_interrupts, interrupted
 
-    hold_interrupts()  # until the command starts: no exception cuts into an import
+    hold_interrupts()
     if starts_local_stack(sys.argv[1:]):
         _start_fork_server_early()
     try:

@@ -30,6 +30,7 @@ from replica.interrupts import (
 if TYPE_CHECKING:
     from replica.diagnose import Candidate, Observed
     from replica.drivers.base import Driver
+    from replica.drivers.local.process import ManagedProcess
     from replica.project import Project
     from replica.runner import Job, RunResult
 
@@ -133,9 +134,11 @@ def open_driver(name: str, parallel: int | None = None, project: "Project | None
         return
     info = read_state()
     if info is not None and info.driver == "local" and info.project == (str(project.file) if project else None):
+        import replica.warm
         from replica.drivers.up.remote import RemoteDriver
 
-        progress(f"using the running stack (replica up, pid {info.owner_pid})")
+        warm = "; warm command process" if replica.warm.in_warm_process else ""
+        progress(f"using the running stack (replica up, pid {info.owner_pid}{warm})")
         yield RemoteDriver(info, **kwargs)
         return
     from replica.drivers.local.driver import LocalDriver
@@ -649,8 +652,11 @@ def up(
     from replica.drivers.base import LaneRequest
     from replica.drivers.local.driver import LocalDriver
     from replica.drivers.local.group import ProcessGroup
-    from replica.drivers.stack import lanes_socket_path, stack_ownership, state_file, write_state
+    from replica.drivers.stack import stack_ownership, write_state
     from replica.drivers.up.server import LanesServer
+    from replica.polling import wait_until_async
+    from replica.state_paths import commands_socket_path, lanes_socket_path, state_file
+    from replica.warm.server import start_command_server
     from replica.generic_catalog import PROJECT_HANDLER
     from replica.scenarios import BackendSpec, builtin_backend
 
@@ -672,13 +678,14 @@ def up(
         request = LaneRequest(backend=spec, ready_timeout_s=project.backend.startup_timeout)
         handler = f"{project.backend.app or ' '.join(project.backend.command or ())} ({project.file})"
 
-    async def serve(driver: LocalDriver) -> None:
+    async def serve(driver: LocalDriver, commands: "ManagedProcess") -> None:
         async with driver.lane(request) as lane:
             if not lane.outcome.ready:
                 raise ConfigError(f"the backend did not come up: {lane.outcome.detail}")
             lanes = LanesServer(driver, lanes_socket_path(), max_open_lanes=max_lanes)
             try:
                 await lanes.start()
+                await wait_until_async(commands_socket_path().exists, 60, process=commands, what="the warm command process")
                 raise_if_interrupted()
                 write_state(driver.info.model_copy(update={
                     "backend_url": lane.base_url, "lanes_url": lanes.url, "lanes_socket": str(lanes.socket_path),
@@ -699,7 +706,8 @@ def up(
 
     with stack_ownership(), ProcessGroup() as group:
         driver = LocalDriver.start(group, progress, project=project)
-        run_async(serve(driver))
+        commands = start_command_server(group, commands_socket_path())
+        run_async(serve(driver, commands))
 
 
 @app.command()

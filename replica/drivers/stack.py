@@ -7,7 +7,10 @@
   :class:`~replica.drivers.identity.ProcessIdentity`: one stack per state dir;
 * ``stack.json`` (mode 0600) — a :class:`StackInfo` once the stack answers, so
   ``status``, ``down``, ``probe`` and ``scenarios run`` can attach to it;
-* ``lanes.sock`` — the lanes API (see ``replica.drivers.up.api``).
+* ``lanes.sock`` — the lanes API (see ``replica.drivers.up.api``);
+* ``commands.sock`` — the warm command process (see ``replica.warm``).
+
+The paths themselves are in :mod:`replica.state_paths`.
 
 A state whose owner is gone (pid and start time no longer match: ``kill -9``) is
 swept, with the temp dirs of that run, by the next command that looks.
@@ -30,10 +33,8 @@ from pydantic import BaseModel, ValidationError
 from replica.drivers.identity import ProcessIdentity, start_token
 from replica.errors import ConfigError, InfrastructureError
 from replica.polling import wait_until
+from replica.state_paths import LOCK, STATE, commands_socket_path, lanes_socket_path, state_dir, state_file
 
-_LOCK = "up.lock"
-_STATE = "stack.json"
-_SOCKET = "lanes.sock"
 #: How long ``replica up`` waits for a lock held by a command that is only sweeping.
 _TRANSIENT_HOLD_S = 3.0
 
@@ -66,18 +67,6 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("REPLICA_STATE_DIR") or Path.home() / ".cache" / "staging-replica" / "run")
-
-
-def state_file() -> Path:
-    return state_dir() / _STATE
-
-
-def lanes_socket_path() -> Path:
-    return state_dir() / _SOCKET
-
-
 def private_state_dir() -> Path:
     """The state dir, created 0700; refused if another user owns it or it is a symlink."""
     path = state_dir()
@@ -98,7 +87,7 @@ def write_state(info: StackInfo) -> Path:
     """Write ``info`` (mode 0600), recording its owner's start time."""
     if not info.owner_started:
         info = info.model_copy(update={"owner_started": start_token(info.owner_pid) or ""})
-    path = private_state_dir() / _STATE
+    path = private_state_dir() / STATE
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -129,7 +118,7 @@ def read_state() -> StackInfo | None:
 def stack_owner() -> ProcessIdentity | None:
     """The ``replica up`` holding this state dir (also while it starts), or None."""
     try:
-        text = (state_dir() / _LOCK).read_text()
+        text = (state_dir() / LOCK).read_text()
         owner = ProcessIdentity(**json.loads(text))
     except (OSError, ValueError, TypeError):
         return None
@@ -142,6 +131,7 @@ def clear_state(owner_pid: int) -> None:
     if info is not None and info.owner_pid == owner_pid:
         state_file().unlink(missing_ok=True)
         lanes_socket_path().unlink(missing_ok=True)
+        commands_socket_path().unlink(missing_ok=True)
 
 
 def _load_state_quietly() -> StackInfo | None:
@@ -157,13 +147,14 @@ def _remove_leftovers() -> None:
 
     state_file().unlink(missing_ok=True)
     lanes_socket_path().unlink(missing_ok=True)
+    commands_socket_path().unlink(missing_ok=True)
     sweep_stale_temp_dirs()
 
 
 def _sweep_unowned() -> None:
     """Sweep a dead owner's leftovers, under the lock so a new ``replica up`` is never hit."""
     try:
-        fd = os.open(state_dir() / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(state_dir() / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError:
         return
     try:
@@ -210,7 +201,7 @@ def stack_ownership() -> Iterator[ProcessIdentity]:
     """Own the state dir for the life of a ``replica up``: refuse (exit 2, naming
     the running one) if another holds it; sweep a dead owner's leftovers; record
     this process's identity; clear it all on exit."""
-    lock = private_state_dir() / _LOCK
+    lock = private_state_dir() / LOCK
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:

@@ -173,6 +173,11 @@ ATTACKER = textwrap.dedent(
     def read_state():
         return "allowed: " + open(target["state_file"]).read()[:20]
 
+    def commands():
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(target["commands_socket"])
+            return "allowed: connected"
+
     def redis(*commands):
         with socket.create_connection(("127.0.0.1", target["redis_port"]), timeout=5) as sock:
             replies = []
@@ -198,6 +203,7 @@ ATTACKER = textwrap.dedent(
             return {"kind": kind.decode(), "auth_code": code}  # R/0 would be "no password needed"
 
     attempt("lanes_socket", lanes)
+    attempt("commands_socket", commands)
     attempt("state_file", read_state)
     attempt("redis_get", lambda: redis(("GET", "x")))
     attempt("redis_write_file", write_file_through_redis)
@@ -241,6 +247,7 @@ def test_an_unprivileged_user_can_neither_use_the_stack_nor_start_a_lane(running
     redis_url, postgres_url = urlsplit(info["redis_url"]), urlsplit(info["postgres_url"])
     target = {
         "lanes_socket": info["lanes_socket"],
+        "commands_socket": str(state_dir / "commands.sock"),
         "state_file": str(state_dir / "stack.json"),
         "redis_port": redis_url.port,
         "redis_password": redis_url.password,
@@ -256,6 +263,7 @@ def test_an_unprivileged_user_can_neither_use_the_stack_nor_start_a_lane(running
     assert attacker.returncode == 0, attacker.stderr
     results = json.loads(attacker.stdout)
     assert results["lanes_socket"].startswith("refused: PermissionError"), results
+    assert results["commands_socket"].startswith("refused: PermissionError"), results
     assert results["state_file"].startswith("refused: PermissionError"), results
     assert results["redis_get"] == ["-NOAUTH Authentication required."], results
     config_dir, config_file, save = results["redis_write_file"]

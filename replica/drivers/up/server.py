@@ -17,13 +17,12 @@ import uvicorn
 
 from replica.drivers.local.driver import LocalDriver
 from replica.drivers.up.api import MAX_OPEN_LANES, lanes_app
-from replica.errors import ConfigError
+from replica.unix_sockets import bind_unix_socket
 
 #: The base URL clients use over the socket (the host part only fills the Host header).
 LANES_URL = "http://lanes.localhost"
 #: Connections served at once; more get 503 until one ends.
 MAX_CONNECTIONS = 64
-_SUN_PATH_MAX = 107
 
 
 class _Server(uvicorn.Server):
@@ -32,25 +31,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
         yield
-
-
-def bind_unix_socket(path: Path) -> socket.socket:
-    """A listening unix socket at ``path`` (mode 0600), replacing a stale one."""
-    if len(str(path).encode()) > _SUN_PATH_MAX:
-        raise ConfigError(
-            f"{path} is too long for a unix socket ({_SUN_PATH_MAX} bytes at most): "
-            f"set REPLICA_STATE_DIR to a shorter path"
-        )
-    path.unlink(missing_ok=True)  # left by a killed run; the caller owns the state dir
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(path))
-        path.chmod(0o600)
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class LanesServer:

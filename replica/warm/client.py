@@ -1,0 +1,152 @@
+"""A command's side of the warm command process (see :mod:`replica.warm`).
+
+Runs before anything but the standard library is imported: when the running
+stack's command server takes the command, this process only waits for its exit
+status, forwarding Ctrl-C and SIGTERM meanwhile.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import signal
+import socket
+import sys
+
+from replica.state_paths import COMMANDS_SOCKET, state_dir_name
+from replica.warm.protocol import (
+    FORWARDED_SIGNALS, OPT_OUT_ENV, REPLY_TIMEOUT_S, STREAMS, encode_request,
+)
+
+#: The exit status of a command interrupted before anything ran it.
+INTERRUPTED = 130
+#: The exit status when the command server went away before the command ended.
+LOST = 2
+
+
+#: The packages whose code a command runs from the server's memory.
+PACKAGES = ("replica", "faults")
+
+
+def identity() -> dict[str, str]:
+    """What must be the same in a client and the server: the interpreter, its
+    environment (``sys.prefix``: a virtualenv), the ``replica`` package's place and
+    its code as it is on disk now (:func:`code_stamp`)."""
+    import replica
+
+    package = os.path.dirname(os.path.realpath(replica.__file__))
+    return {
+        "executable": os.path.realpath(sys.executable),
+        "prefix": sys.prefix,
+        "package": package,
+        "code": code_stamp(os.path.dirname(package)),
+    }
+
+
+def code_stamp(root: str) -> str:
+    """The number of ``.py`` files of :data:`PACKAGES` under ``root`` and their latest
+    change: any edit, upgrade or removal changes it (about 200 ``stat`` calls)."""
+    count, latest = 0, 0
+    pending = [os.path.join(root, name) for name in PACKAGES]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        pending.append(entry.path)
+                elif entry.name.endswith(".py"):
+                    count += 1
+                    latest = max(latest, entry.stat().st_mtime_ns)
+    return f"{count}:{latest}"
+
+
+def _request(argv: list[str]) -> dict[str, object]:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return {
+        "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": list(sys.path),
+        **identity(), "umask": mask,
+        "encoding": sys.stdout.encoding or "utf-8", "errors": sys.stdout.errors or "strict",
+    }
+
+
+def _read_answer(sock: socket.socket, buffered: bytearray) -> dict | None:
+    """The server's next JSON line, or None once it closed the connection."""
+    while b"\n" not in buffered:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        buffered += chunk
+    line, _, rest = bytes(buffered).partition(b"\n")
+    buffered[:] = rest
+    answer = json.loads(line)
+    return answer if isinstance(answer, dict) else None
+
+
+def run_warm(argv: list[str]) -> int | None:
+    """Run ``replica ARGV`` in the running stack's warm command process and return its
+    exit status; None when it cannot take it (none running, refused, opted out with
+    ``REPLICA_WARM=0``): the caller then runs the command itself."""
+    if os.environ.get(OPT_OUT_ENV) == "0":
+        return None
+    try:
+        for fd in STREAMS:
+            os.fstat(fd)
+        request = encode_request(_request(argv))
+    except OSError:  # a closed standard stream, a working directory that is gone
+        return None
+    received: list[int] = []
+    running: list[socket.socket] = []  # the connection, once a fork runs the command
+
+    def forward(signum: int, frame: object) -> None:
+        signum = signal.SIGTERM if signum == signal.SIGHUP else signum
+        if running:
+            try:
+                running[0].send(bytes([signum]))
+            except OSError:  # the server is gone: the wait below sees it
+                pass
+        else:
+            received.append(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (*FORWARDED_SIGNALS, signal.SIGHUP)}
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(REPLY_TIMEOUT_S)
+        buffered = bytearray()
+        try:
+            sock.connect(os.path.join(state_dir_name(), COMMANDS_SOCKET))
+            sent = sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", STREAMS))])
+            sock.sendall(request[sent:])
+            started = _read_answer(sock, buffered)
+        except (OSError, ValueError):  # no server (or a stale socket), or it did not answer
+            started = None
+        if started is None or not isinstance(started.get("pid"), int):
+            if received:  # interrupted before anything ran: nothing to stop
+                print("interrupted: nothing was started", file=sys.stderr, flush=True)
+                return INTERRUPTED
+            return None
+        sock.settimeout(None)  # the command takes as long as it takes; signals still reach it
+        running.append(sock)
+        for signum in received:
+            forward(signum, None)
+        try:
+            ended = _read_answer(sock, buffered)
+        except (OSError, ValueError):
+            ended = None
+        if ended is None or not isinstance(ended.get("exit"), int):
+            print(
+                "error: the warm command process of the running stack stopped before the command ended "
+                f"(check `replica status`; {OPT_OUT_ENV}=0 runs commands in their own process)",
+                file=sys.stderr, flush=True,
+            )
+            return LOST
+        return ended["exit"]
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
