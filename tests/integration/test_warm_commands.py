@@ -223,3 +223,15 @@ def test_idle_clients_neither_block_a_command_nor_outlast_their_time(stack):
             sock.close()
     after = run_replica("scenarios", "run", "healthy", state_dir=state_dir, timeout=60)
     assert after.returncode == 0 and WARM in after.stderr, after.stdout + after.stderr
+
+
+def test_a_client_served_warm_imports_none_of_the_commands_libraries(stack):
+    state_dir, _info, _server = stack
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "replica", "scenarios", "run", "healthy"], cwd=REPO,
+        env=cli_env(state_dir), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and WARM in result.stderr, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "replica.warm.client" in imported
+    assert not {"typer", "rich", "pydantic", "yaml", "asyncio", "websockets", "replica.cli"} & imported
