@@ -75,6 +75,20 @@ def _request(argv: list[str]) -> dict[str, object]:
     }
 
 
+def _terminal_stops_writers() -> bool:
+    """Whether the terminal stops a background process that writes to it (``stty tostop``):
+    the fork is not in the terminal's foreground process group, this process is."""
+    import termios
+
+    for fd in STREAMS[1:]:
+        try:
+            if os.isatty(fd) and termios.tcgetattr(fd)[3] & termios.TOSTOP:
+                return True
+        except termios.error:  # not a terminal after all
+            continue
+    return False
+
+
 def _read_answer(sock: socket.socket, buffered: bytearray) -> dict | None:
     """The server's next JSON line, or None once it closed the connection."""
     while b"\n" not in buffered:
@@ -97,6 +111,8 @@ def run_warm(argv: list[str]) -> int | None:
     try:
         for fd in STREAMS:
             os.fstat(fd)
+        if _terminal_stops_writers():
+            return None
         request = encode_request(_request(argv))
     except OSError:  # a closed standard stream, a working directory that is gone
         return None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -235,3 +237,32 @@ def test_a_client_served_warm_imports_none_of_the_commands_libraries(stack):
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "replica.warm.client" in imported
     assert not {"typer", "rich", "pydantic", "yaml", "asyncio", "websockets", "replica.cli"} & imported
+
+
+@pytest.mark.parametrize("tostop", [False, True], ids=["terminal", "terminal-with-tostop"])
+def test_a_terminal_gets_the_output_unless_it_would_stop_a_background_writer(stack, tostop):
+    """The fork is outside the terminal's foreground group: with ``stty tostop`` it
+    would be stopped at its first write, so the command then runs in its own process."""
+    import pty
+    import termios
+
+    state_dir, _info, _server = stack
+    master, slave = pty.openpty()
+    try:
+        attrs = termios.tcgetattr(slave)
+        attrs[3] = attrs[3] | termios.TOSTOP if tostop else attrs[3] & ~termios.TOSTOP
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        result = subprocess.run(
+            replica_argv("scenarios", "run", "healthy"), cwd=REPO, env=cli_env(state_dir), stdout=slave,
+            stderr=subprocess.PIPE, text=True, timeout=60,
+        )
+        output = b""
+        while select.select([master], [], [], 0)[0]:  # the command has ended: all it wrote is buffered
+            output += os.read(master, 65536)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.returncode == 0, result.stderr
+    assert (WARM in result.stderr) is not tostop
+    assert re.sub(rb"\x1b\[[0-9;]*m", b"", output).rstrip().endswith(b"1 passed, 0 failed")
+    assert b"\x1b[" in output  # in colour: Rich saw a terminal
