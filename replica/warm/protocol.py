@@ -55,6 +55,8 @@ def parse_request(payload: bytes) -> dict:
         request = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not JSON: nested too deep") from None
     if not isinstance(request, dict):
         raise ValueError("not a JSON object")
     missing = {*_STRING_LISTS, *_STRINGS, "env", "umask"} - request.keys()

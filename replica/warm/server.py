@@ -132,24 +132,32 @@ class CommandServer:
     # ------------------------------------------------------------------ the loop
 
     def serve(self) -> None:
-        listener, wake = self.listener, self._wake_r
-        listener.setblocking(False)
-        self.selector.register(listener, selectors.EVENT_READ)
-        self.selector.register(wake, selectors.EVENT_READ)
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.selector.register(self._wake_r, selectors.EVENT_READ)
         signal.set_wakeup_fd(self._wake_w.fileno())
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)  # seen through the wakeup fd
         while not (self.stopping and not self.commands):
             for key, _ in self.selector.select(self._timeout()):
-                if key.fileobj is listener:
-                    self._accept()
-                elif key.fileobj is wake:
-                    self._on_signals()
-                elif key.fd in self.commands:
-                    self._reap(key.fd)
-                elif key.fd in self.clients:
-                    self._read(self.clients[key.fd])
+                try:
+                    self._dispatch(key.fd)
+                except Exception:  # noqa: BLE001 - one client's trouble never ends the server
+                    traceback.print_exc()  # to the server's log
+                    client = self.clients.get(key.fd)
+                    if client is not None and client.command is None:
+                        self._refuse(client, "the command server failed on this request (see its log)")
             self._expire()
+
+    def _dispatch(self, fd: int) -> None:
+        if fd == self.listener.fileno():
+            self._accept()
+        elif fd == self._wake_r.fileno():
+            self._on_signals()
+        elif fd in self.commands:
+            self._reap(fd)
+        elif fd in self.clients:
+            self._read(self.clients[fd])
 
     def _timeout(self) -> float | None:
         deadlines = [c.deadline for c in self.clients.values() if c.command is None]
@@ -192,7 +200,10 @@ class CommandServer:
             sock, _ = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return
-        _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        try:
+            _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        except OSError:
+            uid = -1
         if uid != os.geteuid() or len(self.clients) >= MAX_CLIENTS:
             sock.close()
             return
@@ -284,7 +295,11 @@ class CommandServer:
         inherited = [self.listener.fileno(), self.selector.fileno(), self._wake_r.fileno(), self._wake_w.fileno()]
         inherited += [*self.clients, *self.commands]  # every connection, this one's too, and every pidfd
         server = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self._refuse(client, f"cannot fork: {exc.strerror}")
+            return
         if pid == 0:
             run_command_here(request, client.fds, inherited, server)  # never returns
         client.drop_fds()

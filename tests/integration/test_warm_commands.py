@@ -178,6 +178,7 @@ def _request(**changes) -> dict:
     [
         (HEADER.pack(4) + b"nope", (0, 1, 2), "not JSON"),
         (HEADER.pack(2) + b"[]", (0, 1, 2), "not a JSON object"),
+        (HEADER.pack(200_000) + b"[" * 200_000, (0, 1, 2), "nested too deep"),
         (encode_request({"argv": ["x"]}), (0, 1, 2), "missing"),
         (encode_request(_request(umask=-1)), (0, 1, 2), "umask"),
         (encode_request(_request(cwd="relative")), (0, 1, 2), "cwd must be absolute"),
@@ -188,7 +189,7 @@ def _request(**changes) -> dict:
         (encode_request(_request(executable="/usr/bin/false")), (0, 1, 2), "another Python or replica package"),
         (HEADER.pack(MAX_REQUEST_BYTES + 1), (0, 1, 2), "at most"),
     ],
-    ids=["not-json", "array", "missing-fields", "bad-umask", "relative-cwd", "bad-env", "no-streams", "extra-fd", "changed-code", "other-python", "too-big"],
+    ids=["not-json", "array", "deep", "missing-fields", "bad-umask", "relative-cwd", "bad-env", "no-streams", "extra-fd", "changed-code", "other-python", "too-big"],
 )
 def test_bad_requests_are_refused_and_run_nothing(stack, payload, fds, refusal):
     state_dir, _info, server = stack

@@ -52,7 +52,7 @@ def test_a_missing_field_is_named():
         parse_request(encode_request({k: v for k, v in GOOD.items() if k not in ("umask", "encoding")})[HEADER.size:])
 
 
-@pytest.mark.parametrize("payload", [b"", b"\xff", b"[1]", b"null", b"{"])
+@pytest.mark.parametrize("payload", [b"", b"\xff", b"[1]", b"null", b"{", b"[" * 100_000])
 def test_what_is_not_a_json_object_is_refused(payload):
     with pytest.raises(ValueError):
         parse_request(payload)
