@@ -69,19 +69,27 @@ class ProcessIdentity:
     def alive(self) -> bool:
         return self.pid > 0 and ProcessIdentity.of(self.pid) == self
 
-    @contextlib.contextmanager
-    def _pidfd(self) -> Iterator[int | None]:
-        """A pidfd of this very process, or None if it is gone. The pidfd holds
-        whatever has the pid when it is opened: it is ours only if the start matches."""
+    def pidfd(self) -> int | None:
+        """A pidfd of this very process (the caller closes it), or None if it is gone.
+        The pidfd holds whatever has the pid when it is opened: it is ours only if the
+        start matches, checked after it is open. It turns readable when the process exits."""
         try:
             fd = os.pidfd_open(self.pid)
         except OSError:  # ProcessLookupError included
-            yield None
-            return
+            return None
+        if self.alive():
+            return fd
+        os.close(fd)
+        return None
+
+    @contextlib.contextmanager
+    def _pidfd(self) -> Iterator[int | None]:
+        fd = self.pidfd()
         try:
-            yield fd if self.alive() else None
+            yield fd
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
     def signal(self, sig: int) -> bool:
         """Send ``sig`` if this very process is alive; False (nothing sent) otherwise."""

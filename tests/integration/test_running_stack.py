@@ -110,6 +110,37 @@ def test_lanes_are_capped_listed_and_closed(running_stack):
         assert http.get("/lanes").json() == []
 
 
+def test_a_lane_is_closed_once_the_process_that_opened_it_is_gone(running_stack):
+    """However the owner ends (here: killed), its lanes do not stay open; one whose
+    owner is gone before it opened is closed at once; a malformed owner is a 422."""
+    from replica.drivers.identity import ProcessIdentity
+
+    _state_dir, info = running_stack
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        identity = ProcessIdentity.of(owner.pid)
+        assert identity is not None
+        params = {"owner_pid": identity.pid, "owner_started": identity.started}
+        with lanes_client(info) as http:
+            opened = http.post("/lanes", params=params, json={"backend": {"handler": "recommended"}})
+            assert opened.status_code == 201, opened.text
+            assert [lane["id"] for lane in http.get("/lanes").json()] == [opened.json()["id"]]
+            owner.kill()
+            owner.wait()
+            deadline = time.monotonic() + 10
+            while http.get("/lanes").json():
+                assert time.monotonic() < deadline, "the dead owner's lane is still open"
+                time.sleep(0.02)  # polling a bounded wait on the stack
+            gone = http.post("/lanes", params=params, json={"backend": {"handler": "recommended"}})
+            assert gone.status_code == 201 and gone.json()["id"] == "closed"
+            assert http.get("/lanes").json() == []
+            for bad in ({"owner_pid": 0}, {"owner_pid": 1, "owner_started": "x" * 500}, {"owner_pid": "me"}):
+                assert http.post("/lanes", params=bad, json={"backend": {"handler": "recommended"}}).status_code == 422
+    finally:
+        owner.kill()
+        owner.wait()
+
+
 def test_a_lane_whose_backend_refused_its_settings_is_not_kept(running_stack, tmp_path):
     _state_dir, info = running_stack
     with lanes_client(info) as http:

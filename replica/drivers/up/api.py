@@ -13,14 +13,19 @@ on the running stack without paying for a fork server of their own:
   killed) goes on in the background, off the client's path.
 
 A lane whose backend refused its settings is closed at once (the answer says
-why); so is one whose client went away while it opened. Request bodies are
+why); so is one whose client went away while it opened. A client that names
+itself (``?owner_pid=&owner_started=``, its :class:`ProcessIdentity`) gets its
+lanes closed once that process is gone, however it ended: a client killed, or
+interrupted between the lane's opening and its answer, leaves no lane open. Request bodies are
 capped at :data:`MAX_BODY_BYTES` (413) and validated strictly: bad JSON or a bad
 value gets a 4xx that says which field is wrong, never a 5xx.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
@@ -35,6 +40,7 @@ from starlette.types import ASGIApp
 
 from replica.body_limit import BodyLimit
 from replica.drivers.base import LaneRequest
+from replica.drivers.identity import ProcessIdentity
 from replica.drivers.lanes import OpenLane
 from replica.drivers.local.driver import LocalDriver
 from replica.errors import ReplicaError
@@ -42,6 +48,8 @@ from replica.errors import ReplicaError
 MAX_OPEN_LANES = 16
 MAX_BODY_BYTES = 64 * 1024
 MAX_LOG_LINES = 10_000
+#: ``owner_started``: a start token (``BOOT_ID:START_TICKS``, see ``replica.drivers.identity``).
+START_TOKEN = r"^[0-9a-f-]{0,36}:[0-9]{1,20}$"
 
 
 def lane_request_model(hops: tuple[str, ...]) -> type[LaneRequest]:
@@ -86,14 +94,44 @@ async def _invalid_request(_request: Request, exc: RequestValidationError) -> As
 
 def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGIApp:
     lanes: dict[str, tuple[AsyncExitStack, OpenLane]] = {}
+    owners: dict[str, int] = {}  # lane id -> pidfd of the process that opened it
+    closing: set[asyncio.Task[None]] = set()
     opening = 0
+
+    def forget_owner(lane_id: str) -> None:
+        fd = owners.pop(lane_id, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+    async def close(lane_id: str) -> None:
+        forget_owner(lane_id)
+        if lane_id in lanes:
+            stack, _lane = lanes.pop(lane_id)
+            await stack.aclose()
+
+    def watch_owner(lane_id: str, owner: ProcessIdentity) -> bool:
+        """Close the lane when ``owner`` exits (its pidfd turns readable); False if it has already."""
+        fd = owner.pidfd()
+        if fd is None:
+            return False
+        owners[lane_id] = fd
+        asyncio.get_running_loop().add_reader(fd, owner_gone, lane_id)
+        return True
+
+    def owner_gone(lane_id: str) -> None:
+        forget_owner(lane_id)
+        task = asyncio.create_task(close(lane_id))
+        closing.add(task)
+        task.add_done_callback(closing.discard)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        for stack, _lane in list(lanes.values()):
-            await stack.aclose()
-        lanes.clear()
+        if closing:
+            await asyncio.wait(set(closing))
+        for lane_id in list(lanes):
+            await close(lane_id)
 
     app = FastAPI(
         title="staging-replica lanes", lifespan=lifespan, openapi_url=None,
@@ -109,7 +147,10 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
             raise HTTPException(404, "no open lane with that id")
         return lanes[lane_id]
 
-    async def open_lane(body: LaneRequest, request: Request) -> LaneInfo:
+    async def open_lane(
+        body: LaneRequest, request: Request,
+        owner_pid: int | None = Query(None, ge=1, le=2**22), owner_started: str | None = Query(None, pattern=START_TOKEN),
+    ) -> LaneInfo:
         nonlocal opening
         if len(lanes) + opening >= max_open_lanes:
             raise HTTPException(429, f"{max_open_lanes} lanes are open already: close one first")
@@ -130,6 +171,9 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
             opening -= 1
         lane_id = uuid.uuid4().hex[:12]
         lanes[lane_id] = (stack, lane)
+        if owner_pid is not None and not watch_owner(lane_id, ProcessIdentity(owner_pid, owner_started or "")):
+            await close(lane_id)
+            return info("closed", lane)
         return info(lane_id, lane)
 
     # The body is parsed as a request naming only this stack's hops (a 422 otherwise).
@@ -146,8 +190,7 @@ def lanes_app(driver: LocalDriver, max_open_lanes: int = MAX_OPEN_LANES) -> ASGI
 
     @app.delete("/lanes/{lane_id}", status_code=204)
     async def close_lane(lane_id: str) -> None:
-        stack, _lane = lookup(lane_id)
-        del lanes[lane_id]
-        await stack.aclose()
+        lookup(lane_id)
+        await close(lane_id)
 
     return BodyLimit(app, MAX_BODY_BYTES)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 from replica import http1
 from replica.auth.tokens import mint_token, mint_with_claims
 from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, LaneRequest
+from replica.drivers.identity import ProcessIdentity
 from replica.drivers.stack import StackInfo
 from replica.errors import InfrastructureError
 from replica.tls import tls_for
@@ -84,6 +85,9 @@ class RemoteDriver:
         self.info = info
         self.api = LanesAPI(info.lanes_url, info.lanes_socket)
         self.max_parallel_lanes = max_parallel_lanes
+        me = ProcessIdentity.current()
+        #: The stack closes this process's lanes once it is gone, however it ends.
+        self.owner = {"owner_pid": me.pid, "owner_started": me.started}
 
     def mint_token(self, sub: str = "staging-e2e-user-001", claims: Mapping[str, Any] | None = None) -> str:
         if claims is not None:
@@ -92,7 +96,9 @@ class RemoteDriver:
 
     @asynccontextmanager
     async def lane(self, request: LaneRequest) -> AsyncIterator[RemoteLane]:
-        response = await self.api.call("POST", "/lanes", json=request.model_dump(mode="json"), timeout=request.ready_timeout_s + 30)
+        response = await self.api.call(
+            "POST", "/lanes", json=request.model_dump(mode="json"), params=self.owner, timeout=request.ready_timeout_s + 30
+        )
         if response.status != 201:
             raise InfrastructureError(f"the running stack could not open a lane: {response.body.decode(errors='replace')}")
         lane = RemoteLane(self.api, self.info.toxiproxy_url, response.json())
