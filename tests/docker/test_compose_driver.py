@@ -102,7 +102,7 @@ def test_the_lanes_agent_withstands_hostile_input_from_anyone_on_the_host(driver
     assert huge.status_code == 422, huge.text
     assert httpx.get(f"{url}/slots/{10**400}/health", timeout=30).status_code in (404, 422)
 
-    async def crowd() -> list[int]:
+    async def crowd() -> tuple[list[int], int]:
         limits = httpx.Limits(max_connections=500)
         async with driver.slot() as slot, httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
 
@@ -112,11 +112,15 @@ def test_the_lanes_agent_withstands_hostile_input_from_anyone_on_the_host(driver
                 except httpx.TransportError:
                     return 0  # refused or cut at the cap: not a hang
 
-            return await asyncio.gather(*(one() for _ in range(500)))
+            codes = await asyncio.gather(*(one() for _ in range(500)))
+            # How many got past the cap depends on how fast the 500 connections were accepted
+            # (all 503 is as right as a few 502s); alone afterwards, the relay answers again.
+            alone = (await http.get(f"/slots/{slot}/health")).status_code
+            return codes, alone
 
-    codes = asyncio.run(crowd())
+    codes, alone = asyncio.run(crowd())
     assert set(codes) <= {0, 502, 503}, sorted(set(codes))
-    assert codes.count(502) > 0
+    assert alone == 502  # the relay itself: no backend in that slot
     assert httpx.get(f"{url}/health", headers=token, timeout=10).status_code == 200
 
 
