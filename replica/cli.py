@@ -740,6 +740,7 @@ def status(
     from rich.table import Table
 
     from replica.drivers.stack import read_state, stack_owner
+    from replica.state_paths import commands_socket_path
 
     project = check_stack_project(config)
     info = read_state()
@@ -773,10 +774,24 @@ def status(
         except (httpx.HTTPError, ValueError) as exc:
             answer = f"[red]{type(exc).__name__}[/]"
         table.add_row("lanes", info.lanes_socket, answer)
+    table.add_row("warm commands", str(commands_socket_path()), warm_commands_answer(commands_socket_path()))
     table.add_row("postgres", info.postgres_url.split("@")[-1], "-")
     table.add_row("redis", info.redis_url.split("@")[-1], "-")
     table.add_row("project", info.project or "(the built-in backend)", "-")
     out.print(table)
+
+
+def warm_commands_answer(path: Path) -> str:
+    """Whether the stack's warm command process accepts connections (see ``replica.warm``)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(path))
+    except OSError as exc:
+        return f"[red]{type(exc).__name__}[/] (commands run in their own process)"
+    return "[green]listening[/]"
 
 
 def check_stack_project(config: Path | None) -> Project | None:

@@ -267,3 +267,11 @@ def test_a_terminal_gets_the_output_unless_it_would_stop_a_background_writer(sta
     assert (WARM in result.stderr) is not tostop
     assert re.sub(rb"\x1b\[[0-9;]*m", b"", output).rstrip().endswith(b"1 passed, 0 failed")
     assert b"\x1b[" in output  # in colour: Rich saw a terminal
+
+
+def test_status_says_whether_the_warm_process_listens(stack):
+    state_dir, _info, _server = stack
+    status = run_replica("status", state_dir=state_dir, timeout=60)
+    assert status.returncode == 0, status.stdout + status.stderr
+    [row] = [line for line in status.stdout.splitlines() if "warm commands" in line]
+    assert "listening" in row and str(state_dir / "commands.sock") in row
