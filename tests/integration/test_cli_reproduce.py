@@ -29,7 +29,9 @@ def test_reproduce_1011_shows_the_seed_failure_and_tells_causes_apart(tmp_path):
     # The seed's hypotheses leave other fingerprints: a different reason or a welcome.
     assert runs["supervisor-missing"]["observed"]["close_reason"] == "Service unavailable"
     assert runs["startup-never-completes"]["observed"]["close_reason"] == "Service startup incomplete"
-    assert runs["startup-never-completes"]["observed"]["close_after_ms"] >= 1000
+    # The backend's 1 s wait starts at its accept; the client's clock at the accept it sees,
+    # a little later under load: the catalog's floor (800 ms), not 1000, is what holds.
+    assert runs["startup-never-completes"]["observed"]["close_after_ms"] >= 800
     assert runs["startup-incomplete-e2e-test"]["observed"]["welcome"] is True
 
     # The seed's fix does not cure the real cause; the landed and recommended ones do.

@@ -199,7 +199,9 @@ def test_up_status_probe_run_and_down_with_a_project(tmp_path):
     try:
         assert wait_for_state(proc, tmp_path)["project"] == config
         status = run_replica("status", "--config", config, state_dir=tmp_path, timeout=60)
-        assert status.returncode == 0 and f"│ project   │ {config}" in status.stdout
+        assert status.returncode == 0, status.stdout + status.stderr
+        [project_row] = [line for line in status.stdout.splitlines() if line.startswith("│ project ")]
+        assert project_row.split("│")[2].strip() == config
         probed = run_replica("probe", "--config", config, state_dir=tmp_path, timeout=60)
         assert probed.returncode == 0 and '"welcome":true' in probed.stdout and '"pong":true' in probed.stdout
         ran = run_replica("scenarios", "run", "redis:reset", "--config", config, state_dir=tmp_path, timeout=120)
