@@ -7,7 +7,6 @@ status, forwarding Ctrl-C and SIGTERM meanwhile.
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import signal
@@ -16,53 +15,18 @@ import sys
 
 from replica.state_paths import COMMANDS_SOCKET, state_dir_name
 from replica.warm.protocol import (
-    FORWARDED_SIGNALS, OPT_OUT_ENV, REPLY_TIMEOUT_S, STREAMS, encode_request,
+    FORWARDED_SIGNALS,
+    OPT_OUT_ENV,
+    REPLY_TIMEOUT_S,
+    STREAMS,
+    encode_request,
+    identity,
 )
 
 #: The exit status of a command interrupted before anything ran it.
 INTERRUPTED = 130
 #: The exit status when the command server went away before the command ended.
 LOST = 2
-
-
-#: The packages whose code a command runs from the server's memory.
-PACKAGES = ("replica", "faults")
-
-
-def identity() -> dict[str, str]:
-    """What must be the same in a client and the server: the interpreter, its
-    environment (``sys.prefix``: a virtualenv), the ``replica`` package's place and
-    its code as it is on disk now (:func:`code_stamp`)."""
-    import replica
-
-    package = os.path.dirname(os.path.realpath(replica.__file__))
-    return {
-        "executable": os.path.realpath(sys.executable),
-        "prefix": sys.prefix,
-        "package": package,
-        "code": code_stamp(os.path.dirname(package)),
-    }
-
-
-def code_stamp(root: str) -> str:
-    """The number of ``.py`` files of :data:`PACKAGES` under ``root`` and their latest
-    change: any edit, upgrade or removal changes it (about 200 ``stat`` calls)."""
-    count, latest = 0, 0
-    pending = [os.path.join(root, name) for name in PACKAGES]
-    while pending:
-        try:
-            entries = os.scandir(pending.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != "__pycache__":
-                        pending.append(entry.path)
-                elif entry.name.endswith(".py"):
-                    count += 1
-                    latest = max(latest, entry.stat().st_mtime_ns)
-    return f"{count}:{latest}"
 
 
 def _request(argv: list[str]) -> dict[str, object]:
@@ -136,7 +100,7 @@ def run_warm(argv: list[str]) -> int | None:
         buffered = bytearray()
         try:
             sock.connect(os.path.join(state_dir_name(), COMMANDS_SOCKET))
-            sent = sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", STREAMS))])
+            sent = socket.send_fds(sock, [request], list(STREAMS))
             sock.sendall(request[sent:])
             started = _read_answer(sock, buffered)
         except (OSError, ValueError):  # no server (or a stale socket), or it did not answer

@@ -13,8 +13,10 @@ Only the standard library: the client side runs before anything else is imported
 from __future__ import annotations
 
 import json
+import os
 import signal
 import struct
+import sys
 
 #: The longest request accepted (command line and environment).
 MAX_REQUEST_BYTES = 1 << 20
@@ -36,6 +38,46 @@ _STRINGS = ("cwd", "executable", "prefix", "package", "code", "encoding", "error
 _MAX_LIST_ITEMS = 10_000
 
 
+#: The packages whose code a command runs from the server's memory.
+PACKAGES = ("replica", "faults")
+
+
+def identity() -> dict[str, str]:
+    """What must be the same in a client and the server: the interpreter, its
+    environment (``sys.prefix``: a virtualenv), the ``replica`` package's place and
+    its code as it is on disk now (:func:`code_stamp`)."""
+    import replica
+
+    package = os.path.dirname(os.path.realpath(replica.__file__))
+    return {
+        "executable": os.path.realpath(sys.executable),
+        "prefix": sys.prefix,
+        "package": package,
+        "code": code_stamp(os.path.dirname(package)),
+    }
+
+
+def code_stamp(root: str) -> str:
+    """The number of ``.py`` files of :data:`PACKAGES` under ``root`` and their latest
+    change: any edit, upgrade or removal changes it (about 200 ``stat`` calls)."""
+    count, latest = 0, 0
+    pending = [os.path.join(root, name) for name in PACKAGES]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        pending.append(entry.path)
+                elif entry.name.endswith(".py"):
+                    count += 1
+                    latest = max(latest, entry.stat().st_mtime_ns)
+    return f"{count}:{latest}"
+
+
 def encode_request(request: dict[str, object]) -> bytes:
     payload = json.dumps(request, separators=(",", ":")).encode()
     return HEADER.pack(len(payload)) + payload
@@ -48,7 +90,7 @@ def parse_request(payload: bytes) -> dict:
     ``env`` (name → value), ``path`` (``sys.path``), ``executable``, ``prefix``,
     ``package`` and ``code`` (the client's interpreter, its ``sys.prefix``, its
     ``replica`` package directory and the stamp of its code, which must be the
-    server's: see :func:`replica.warm.client.identity`), ``umask``, and
+    server's: see :func:`identity`), ``umask``, and
     ``encoding``/``errors`` of its output.
     """
     try:

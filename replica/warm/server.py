@@ -12,7 +12,6 @@ stops the server after its commands, which it interrupts.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import gc
 import importlib
@@ -27,9 +26,16 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from replica.warm.client import identity
+from replica.drivers.local.process import die_with_parent
 from replica.warm.protocol import (
-    FORWARDED_SIGNALS, HEADER, MAX_REQUEST_BYTES, REQUEST_TIMEOUT_S, STREAMS, answer, parse_request,
+    FORWARDED_SIGNALS,
+    HEADER,
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT_S,
+    STREAMS,
+    answer,
+    identity,
+    parse_request,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +57,6 @@ KILL_GRACE_S = 30.0
 #: On SIGTERM, running commands have this long after theirs before SIGKILL.
 STOP_GRACE_S = 10.0
 _PEERCRED = struct.Struct("3i")
-_PR_SET_PDEATHSIG = 1
 
 
 class Command:
@@ -100,14 +105,6 @@ class Client:
         for fd in self.fds:
             os.close(fd)
         self.fds = []
-
-
-def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
-    fds = array.array("i")
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    return list(fds)
 
 
 def exit_status(wait_status: int) -> int:
@@ -213,12 +210,11 @@ class CommandServer:
 
     def _read(self, client: Client) -> None:
         try:
-            data, ancillary, flags, _ = client.sock.recvmsg(65536, socket.CMSG_SPACE(len(STREAMS) * 4))
+            data, fds, flags, _ = socket.recv_fds(client.sock, 65536, len(STREAMS))
         except BlockingIOError:
             return
         except OSError:
-            data, ancillary, flags = b"", [], 0
-        fds = _received_fds(ancillary)
+            data, fds, flags = b"", [], 0
         if client.command is not None:
             for fd in fds:  # nothing travels with a signal
                 os.close(fd)
@@ -331,7 +327,9 @@ def run_command_here(request: dict, fds: list[int], inherited: list[int], server
         for fd in inherited:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        _die_with(server)
+        die_with_parent(signal.SIGTERM)  # a command ends (as after SIGTERM) when the server does
+        if os.getppid() != server:  # it ended before that took effect
+            os._exit(130)
         for target, fd in zip(STREAMS, fds):
             os.dup2(fd, target)
         for fd in fds:
@@ -364,18 +362,6 @@ def run_command_here(request: dict, fds: list[int], inherited: list[int], server
             except (OSError, ValueError):
                 pass
         os._exit(code)
-
-
-def _die_with(server: int) -> None:
-    """A command ends (as after SIGTERM) when the server does."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: best effort
-        pass
-    if os.getppid() != server:  # it ended before prctl took effect
-        os._exit(130)
 
 
 def start_command_server(group: "ProcessGroup", path: Path) -> "ManagedProcess":

@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from replica.warm.client import identity
-from replica.warm.protocol import HEADER, MAX_REQUEST_BYTES, encode_request
+from replica.warm.protocol import HEADER, MAX_REQUEST_BYTES, encode_request, identity
 from replica.warm.server import MAX_CLIENTS
 from tests.integration.cli_support import REPO, alive, cli_env, descendants, replica_argv, run_replica, wait_for_state
 

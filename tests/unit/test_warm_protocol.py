@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from replica.warm.client import code_stamp
-from replica.warm.protocol import HEADER, encode_request, parse_request
+from replica.warm.protocol import HEADER, code_stamp, encode_request, parse_request
 from replica.warm.server import exit_status
 
 GOOD = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
@@ -40,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from replica.drivers.local.process import tail_lines
+from replica.drivers.local.process import die_with_parent, tail_lines
 from replica.drivers.local.tempdirs import make_owned_temp_dir
 from replica.errors import InfrastructureError
 from replica.interrupts import held_interrupts
@@ -50,7 +49,6 @@ NOTIFY_ENV = "REPLICA_NOTIFY_FD"
 #: Imported once by the fork server: everything a server needs, with its shared
 #: state warmed up.
 PRELOAD = ["replica.drivers.local.preload"]
-_PR_SET_PDEATHSIG = 1
 
 
 @contextmanager
@@ -101,10 +99,7 @@ def _child(
     """Runs in the fork: become a session, log to the file, serve on ``listener``."""
     _release_fork_server_fds()
     os.setsid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: best effort
-        pass
+    die_with_parent(signal.SIGKILL)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

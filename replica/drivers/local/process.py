@@ -54,15 +54,23 @@ _PRCTL = _load_prctl()
 _HARNESS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
+def die_with_parent(sig: int) -> None:
+    """In a fork: have the kernel send ``sig`` to this process when the thread that
+    forked it ends (best effort: Linux only). Loads nothing, so it is safe between
+    fork and exec; a caller that must not outlive a parent already gone checks
+    ``os.getppid()`` afterwards."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, sig)
+
+
 def _make_preexec(parent_pid: int) -> Callable[[], None] | None:
     """Child-side setup: die with the parent (best effort, Linux only)."""
-    prctl = _PRCTL
-    if prctl is None:
+    if _PRCTL is None:
         return None
 
     def preexec() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HARNESS_SIGNALS)  # the forking thread blocks them; a child must not
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent(signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 
