@@ -774,7 +774,8 @@ def status(
         except (httpx.HTTPError, ValueError) as exc:
             answer = f"[red]{type(exc).__name__}[/]"
         table.add_row("lanes", info.lanes_socket, answer)
-    table.add_row("warm commands", str(commands_socket_path()), warm_commands_answer(commands_socket_path()))
+    commands = commands_socket_path()
+    table.add_row("warm commands", str(commands), warm_commands_answer(commands))
     table.add_row("postgres", info.postgres_url.split("@")[-1], "-")
     table.add_row("redis", info.redis_url.split("@")[-1], "-")
     table.add_row("project", info.project or "(the built-in backend)", "-")

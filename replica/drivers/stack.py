@@ -129,9 +129,13 @@ def clear_state(owner_pid: int) -> None:
     """Remove the state of ``owner_pid``'s stack (never another's)."""
     info = _load_state_quietly()
     if info is not None and info.owner_pid == owner_pid:
-        state_file().unlink(missing_ok=True)
-        lanes_socket_path().unlink(missing_ok=True)
-        commands_socket_path().unlink(missing_ok=True)
+        _remove_state_files()
+
+
+def _remove_state_files() -> None:
+    """The state file (it holds secrets) and the stack's sockets."""
+    for path in (state_file(), lanes_socket_path(), commands_socket_path()):
+        path.unlink(missing_ok=True)
 
 
 def _load_state_quietly() -> StackInfo | None:
@@ -142,12 +146,10 @@ def _load_state_quietly() -> StackInfo | None:
 
 
 def _remove_leftovers() -> None:
-    """The state file (it holds secrets), the socket and the temp dirs of a dead run."""
+    """The state files and the temp dirs of a dead run."""
     from replica.drivers.local.tempdirs import sweep_stale_temp_dirs
 
-    state_file().unlink(missing_ok=True)
-    lanes_socket_path().unlink(missing_ok=True)
-    commands_socket_path().unlink(missing_ok=True)
+    _remove_state_files()
     sweep_stale_temp_dirs()
 
 
