@@ -150,6 +150,17 @@ def hostport(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
+def plain_postgres(url: str) -> str:
+    """``url`` with ``sslmode=disable``: the stack's PostgreSQL serves no TLS, and asyncpg's
+    default (``prefer``) would build a TLS context and ask for TLS first on every
+    connection, a round trip through the lane's proxy for a refusal."""
+    parts = urlsplit(url)
+    if "sslmode=" in parts.query:
+        return url
+    query = "&".join(q for q in (parts.query, "sslmode=disable") if q)
+    return urlunsplit(parts._replace(query=query))
+
+
 def backend_environment(request: LaneRequest, dependency_urls: Mapping[str, str]) -> dict[str, str]:
     """The built-in backend's environment for a lane: its spec and where its
     dependencies answer (through the lane's proxies). Where it listens is the
@@ -159,7 +170,7 @@ def backend_environment(request: LaneRequest, dependency_urls: Mapping[str, str]
     spec = request.backend
     values: dict[str, object] = {
         "environment": spec.environment,
-        "database_url": dependency_urls["postgres"],
+        "database_url": plain_postgres(dependency_urls["postgres"]),
         "redis_url": dependency_urls["redis"],
         "auth_url": dependency_urls["auth"],
         "handler": spec.handler,

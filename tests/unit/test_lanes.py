@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from replica.drivers.base import LaneRequest
 from replica import http1
-from replica.drivers.lanes import backend_environment, hostport, phase_finished, with_hostport
+from replica.drivers.lanes import backend_environment, hostport, phase_finished, plain_postgres, with_hostport
 from replica.scenarios import BackendSpec
 from replica.settings import BackendSettings
 
@@ -30,8 +30,15 @@ def test_the_environment_says_everything_the_spec_says_and_where_the_hops_are() 
     assert (settings.handler, settings.server, settings.startup_mode) == ("seed-fix", "gunicorn", "background")
     assert (settings.failpoints, settings.defects) == ("startup.supervisor=skip", "auth-log-json")
     assert (settings.startup_wait_s, settings.ws_ping_interval_s) == (1.5, 0.5)
-    assert (settings.database_url, settings.redis_url, settings.auth_url) == (URLS["postgres"], URLS["redis"], URLS["auth"])
+    assert (settings.database_url, settings.redis_url, settings.auth_url) == (
+        URLS["postgres"] + "?sslmode=disable", URLS["redis"], URLS["auth"]
+    )
     assert env["ENVIRONMENT"] == "staging"
+
+
+def test_the_backend_asks_the_stacks_postgres_for_no_tls_unless_the_url_says_otherwise() -> None:
+    assert plain_postgres("postgresql://u:p@h:5/db?application_name=x") == "postgresql://u:p@h:5/db?application_name=x&sslmode=disable"
+    assert plain_postgres("postgresql://u:p@h:5/db?sslmode=require") == "postgresql://u:p@h:5/db?sslmode=require"
 
 
 def test_where_the_backend_listens_is_left_to_the_starter() -> None:
