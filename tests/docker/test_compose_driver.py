@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidHandshake
 
 from replica.drivers.base import LaneRequest
 from replica.drivers.compose import PROJECT_LABEL, ComposeDriver, project_resources, sweep_project
+from replica.drivers.compose.tunnel import TUNNEL_PORT, preamble
 from replica.errors import InfrastructureError
 from replica.polling import wait_until, wait_until_async
 from replica.scenarios import BackendSpec, HopDown, ToxicSpec
@@ -58,8 +59,26 @@ def test_stack_publishes_only_on_loopback(driver: ComposeDriver) -> None:
     out = _run(["docker", "ps", "--filter", f"label={PROJECT_LABEL}={driver.compose_project}", "--format", "{{.Ports}}"], timeout=30)
     mappings = [m.strip() for ports in out.stdout.split() for m in ports.split(",") if "->" in m]
     assert all(m.startswith("127.0.0.1:") for m in mappings), mappings
-    # The two APIs and one lane proxy per slot; neither a backend's own port nor a fixed proxy.
-    assert len(mappings) == 2 + driver.slots, mappings
+    # The two APIs and the tunnel to the lanes' proxies; neither a backend's own port nor a proxy.
+    assert len(mappings) == 3, mappings
+
+
+def test_the_published_tunnel_carries_nothing_without_the_token(driver: ComposeDriver) -> None:
+    """Only the stack's token opens the tunnel; with it, a slot's proxy port is all it reaches."""
+
+    async def closed_at_once(line: bytes) -> bool:
+        reader, writer = await asyncio.open_connection(*driver.tunnel)
+        writer.write(line)
+        try:
+            return await asyncio.wait_for(reader.read(), 10) == b""
+        except ConnectionResetError:
+            return True
+        finally:
+            writer.close()
+
+    assert asyncio.run(closed_at_once(preamble("x" * 64, 0)))
+    assert asyncio.run(closed_at_once(preamble(driver.lanes_token, driver.slots)))  # no such slot
+    assert asyncio.run(closed_at_once(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 
 
 def test_lane_comes_up_and_welcomes_through_its_proxy(driver: ComposeDriver) -> None:
@@ -237,7 +256,7 @@ def test_the_relay_answers_for_a_starting_backend_once_it_serves_or_exits(driver
 
 def test_the_agent_says_when_the_stack_answers(driver: ComposeDriver) -> None:
     auth = {"Authorization": f"Bearer {driver.lanes_token}"}
-    assert httpx.get(f"{driver.agent_url}/ready", headers=auth, timeout=10).json() == {"status": "ready"}
+    assert httpx.get(f"{driver.agent_url}/ready", headers=auth, timeout=10).json() == {"status": "ready", "tunnel": str(TUNNEL_PORT)}
     assert httpx.get(f"{driver.agent_url}/ready", timeout=10).status_code == 401
 
 

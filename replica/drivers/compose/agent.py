@@ -10,7 +10,9 @@ exits, so does the agent, and the container with it. Lane slot
 ``i`` serves on container port ``BACKEND_PORT_BASE + i``, bound here and handed to
 the backend; at most one backend per slot runs at a time. Those ports are not
 published: the host reaches a backend through its lane's proxy, and its health
-through this API.
+through this API. It reaches the lanes' proxies through the agent's tunnel port
+(:mod:`replica.drivers.compose.tunnel`, ``TUNNEL_PORT``, the same token): one
+published port for every slot.
 
 The API (JSON over HTTP, every request but the health relay carrying
 ``Authorization: Bearer $LANES_TOKEN``, a secret the driver generates per stack):
@@ -23,8 +25,8 @@ The API (JSON over HTTP, every request but the health relay carrying
   and a start on its slot waits until it is gone;
 * ``GET /ready`` → 200 once the stack's services answer from inside its network
   (``SELECT 1`` on PostgreSQL, ``PING`` on Redis, the auth service's ``/health``;
-  their URLs in ``LANES_POSTGRES_URL`` and ``LANES_REDIS_URL``),
-  else 503 naming the first that does not: the driver's one readiness wait. While
+  their URLs in ``LANES_POSTGRES_URL`` and ``LANES_REDIS_URL``; its body names the
+  tunnel port), else 503 naming the first that does not: the driver's one readiness wait. While
   the fork server preloads, it first waits (up to ``READY_WAIT_S``) for the auth
   service's fork, so a stack that starts is asked a few times, not every few ms;
 * ``GET /slots/{slot}/health`` and ``/slots/{slot}/health/ready``, no token: the
@@ -52,6 +54,7 @@ from typing import TYPE_CHECKING, Annotated, AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from replica.drivers.compose.tunnel import TUNNEL_PORT, Tunnel
 from replica.drivers.local.forkserver import ForkedProcess, ForkServer
 
 if TYPE_CHECKING:
@@ -151,9 +154,15 @@ class Backend:
 
 
 def agent_app(
-    token: str, slots: int, forks: ForkServer, stack: dict[str, str] | None = None, jwt_secret: str = ""
+    token: str,
+    slots: int,
+    forks: ForkServer,
+    stack: dict[str, str] | None = None,
+    jwt_secret: str = "",
+    backend_proxy_host: str = "lane-proxy",
 ) -> "ASGIApp":
     """The agent's API over ``forks``; with ``jwt_secret``, the auth service is forked once the app runs.
+    While it runs, the tunnel to the slots' backend proxies on ``backend_proxy_host`` is served.
     Request bodies are capped at :data:`MAX_BODY_BYTES` (413) before anything reads them."""
     # Imported here: the driver reads this module's constants without loading FastAPI.
     from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
@@ -191,9 +200,12 @@ def agent_app(
     @asynccontextmanager
     async def lifespan(_app: "FastAPI") -> AsyncIterator[None]:
         auth = asyncio.ensure_future(serve_auth()) if jwt_secret else None
+        tunnel = Tunnel(token, slots, backend_proxy_host)
+        tunnels = await asyncio.start_server(tunnel.serve, sock=bind_port(TUNNEL_PORT))
         try:
             yield
         finally:
+            tunnels.close()
             if auth is not None:
                 auth.cancel()
 
@@ -219,7 +231,7 @@ def agent_app(
         problem = await stack_problem(stack or {})
         if problem is not None:
             raise HTTPException(503, problem)
-        return {"status": "ready"}
+        return {"status": "ready", "tunnel": str(TUNNEL_PORT)}
 
     @api.post("/backends", status_code=201)
     async def start(request: StartRequest) -> dict[str, str | int]:
@@ -311,7 +323,7 @@ def main() -> int:
     jwt_secret = os.environ.get("LANES_JWT_SECRET", "")
     if jwt_secret:
         stack["auth"] = f"http://127.0.0.1:{AUTH_PORT}"
-    app = agent_app(token, slots, forks, stack, jwt_secret)
+    app = agent_app(token, slots, forks, stack, jwt_secret, os.environ.get("LANES_BACKEND_PROXY", "lane-proxy"))
     uvicorn.run(
         app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on", limit_concurrency=MAX_CONNECTIONS
     )

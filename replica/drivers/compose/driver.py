@@ -13,10 +13,11 @@ four proxies of its own inside the proxy container (``postgres-<id>``,
 ``redis-<id>``, ``auth-<id>``, ``backend-<id>``) on its slot's fixed ports, like
 the local driver's lanes. The runner opens up to twice ``max_parallel_lanes`` lanes
 at once (its waiting runs on lanes of their own), so there are as many slots. The
-host reaches the stack only through ports published on 127.0.0.1 (each one an
-engine proxy process and NAT rules, set up at ``up`` and torn down at ``close``):
-the fault proxy's API, the agent's API and, per slot, the lane's ``backend`` proxy
-(faults apply). A backend's readiness is asked through the agent, which relays its
+host reaches the stack only through three ports published on 127.0.0.1 (each one
+an engine proxy process and NAT rules, set up at ``up`` and torn down at ``close``):
+the fault proxy's API, the agent's API and the agent's tunnel, through which a
+lane's own loopback port on the host reaches the lane's ``backend`` proxy (faults
+apply; :mod:`replica.drivers.compose.tunnel`). A backend's readiness is asked through the agent, which relays its
 ``/health`` from inside the container and, while it starts, answers the moment it
 serves.
 
@@ -56,6 +57,7 @@ import httpx
 
 from replica.drivers.compose.user_image import CONTAINER_PORT, ContainerBackend, project_image
 from replica.drivers.compose.agent import AGENT_PORT, AUTH_PORT, BACKEND_PORT_BASE, MAX_SLOTS
+from replica.drivers.compose.tunnel import LANE_PORT_BASE, TUNNEL_PORT, host_relay
 from replica.drivers.compose.docker import (
     compose_file,
     compose_problem,
@@ -79,9 +81,8 @@ from replica.user_backend import failpoint_env
 Progress = Callable[[str], None]
 
 #: Container ports of the proxy container: slot i's ``backend`` proxy listens on
-#: LANE_PORT_BASE + i (published on 127.0.0.1), its dependency proxies on
-#: DEP_PORT_BASE + 10i + {0: postgres, 1: redis, 2: auth} (not published).
-LANE_PORT_BASE = 18100
+#: LANE_PORT_BASE + i (reached through the agent's tunnel), its dependency proxies on
+#: DEP_PORT_BASE + 10i + {0: postgres, 1: redis, 2: auth}. None is published.
 DEP_PORT_BASE = 20000
 DEP_OFFSETS = {"postgres": 0, "redis": 1, "auth": 2}
 #: The compose service of the lanes' fault proxy (no fixed proxies, unlike the hand-run stack's ``toxiproxy``).
@@ -152,7 +153,7 @@ class ComposeDriver(LaneDriver):
             raise refusal
         self.compose_project = name
         self.project = project
-        #: Lane slots: each has fixed ports, one published on 127.0.0.1 (each costs the engine a proxy process).
+        #: Lane slots: each has fixed ports in the proxy container, reached from the host through the tunnel.
         self.slots = SLOTS_PER_LANE * max_parallel_lanes
         self.image = ""
         self.max_parallel_lanes = max_parallel_lanes
@@ -181,10 +182,13 @@ class ComposeDriver(LaneDriver):
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self._override = self._tmp / "lanes.yml"
         self._free_slots = list(range(self.slots))
+        #: slot → the loopback port of its lane's relay to the tunnel, while the lane is open.
+        self._relay_ports: dict[int, int] = {}
         self._slot_freed: tuple[asyncio.AbstractEventLoop, asyncio.Condition] | None = None
         self._containers: dict[str, StackContainer] = {}
         self.toxiproxy_url = ""
         self.agent_url = ""
+        self.tunnel = ("127.0.0.1", 0)
         self._closed = False
         self.up_seconds: float | None = None
 
@@ -244,15 +248,14 @@ class ComposeDriver(LaneDriver):
         ]
 
     def _write_override(self) -> None:
-        """The lane slots' published ports; the user's code (read-only) for their handlers; no
-        healthchecks (the driver waits itself); and the lanes container started first, as
-        its fork server's preload is the longest part of the stack's start."""
-        lane_ports = "\n".join(f'      - "127.0.0.1::{LANE_PORT_BASE + slot}"' for slot in range(self.slots))
+        """The user's code (read-only) for their handlers; no healthchecks (the driver waits
+        itself); and the lanes container started first, as its fork server's preload is the
+        longest part of the stack's start."""
         after_lanes = "    depends_on:\n      lanes:\n        condition: service_started\n"
         no_healthcheck = "    healthcheck:\n      disable: true\n"
         services = {
             "lanes": f"{no_healthcheck}    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n",
-            PROXY_SERVICE: f"{after_lanes}    ports:\n{lane_ports}\n",
+            PROXY_SERVICE: after_lanes,
             "postgres": after_lanes + no_healthcheck,
             "redis": after_lanes + no_healthcheck,
         }
@@ -307,6 +310,8 @@ class ComposeDriver(LaneDriver):
                 fatal.append("the lanes container's image has no readiness endpoint (built before it): run `make images`")
                 return True
             response.raise_for_status()
+            if response.json().get("tunnel") != str(TUNNEL_PORT):
+                fatal.append("the lanes container's image serves no tunnel to the lanes (built before it): run `make images`")
             return True
 
         try:
@@ -339,12 +344,13 @@ class ComposeDriver(LaneDriver):
             exited = self._exited()
             what = f"{', '.join(exited)} exited" if exited else f"{', '.join(absent)} is not on its network"
             raise InfrastructureError(f"the compose stack's {what}:\n{self._logs()}")
-        needed = [(PROXY_SERVICE, 8474), ("lanes", AGENT_PORT)] + [(PROXY_SERVICE, LANE_PORT_BASE + s) for s in range(self.slots)]
+        needed = [(PROXY_SERVICE, 8474), ("lanes", AGENT_PORT), ("lanes", TUNNEL_PORT)]
         missing = [f"{service}:{port}" for service, port in needed if port not in self._containers[service].published]
         if missing:
             raise InfrastructureError(f"the stack does not publish {', '.join(missing)} on 127.0.0.1")
         self.toxiproxy_url = f"http://127.0.0.1:{self._containers[PROXY_SERVICE].published[8474]}"
         self.agent_url = f"http://127.0.0.1:{self._containers['lanes'].published[AGENT_PORT]}"
+        self.tunnel = ("127.0.0.1", self._containers["lanes"].published[TUNNEL_PORT])
         self.dependency_urls = {name: self._addressed(url) for name, url in self.dependency_urls.items()}
 
     def _addressed(self, url: str) -> str:
@@ -384,8 +390,11 @@ class ComposeDriver(LaneDriver):
             await freed.wait_for(lambda: bool(self._free_slots))
             slot = self._free_slots.pop(0)
         try:
-            yield slot
+            async with host_relay(self.tunnel, self.lanes_token, slot) as port:
+                self._relay_ports[slot] = port
+                yield slot
         finally:
+            self._relay_ports.pop(slot, None)
             async with freed:
                 self._free_slots.append(slot)
                 freed.notify()
@@ -405,7 +414,7 @@ class ComposeDriver(LaneDriver):
 
     def proxy_address(self, hop: str, port: int) -> str:
         if hop == "backend":
-            return f"127.0.0.1:{self._containers[PROXY_SERVICE].published[port]}"
+            return f"127.0.0.1:{self._relay_ports[port - LANE_PORT_BASE]}"
         return f"{self._containers[PROXY_SERVICE].ip}:{port}"
 
     async def place_backend(self, slot: int) -> BackendPlace:
