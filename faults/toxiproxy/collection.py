@@ -133,7 +133,7 @@ class ProxyCollection:
             elif update.enabled and not proxy.enabled:
                 await self._start(proxy)
             elif not update.enabled and proxy.enabled:
-                proxy.stop()
+                proxy.stop(hold=True)
             return proxy
 
     async def _retarget(self, proxy: Proxy, listen: str, upstream: str, enabled: bool) -> None:

@@ -33,6 +33,8 @@ class Proxy:
         self.toxics: list[ToxicConfig] = []
         self.connections: set[ProxiedConnection] = set()
         self._server: asyncio.AbstractServer | None = None
+        #: A disabled proxy's port, bound and not listening (see :meth:`stop`).
+        self._held: socket.socket | None = None
         self._accepted = 0
         self._json: bytes | None = None
         self._entry: bytes | None = None
@@ -41,7 +43,16 @@ class Proxy:
     # -- listener -------------------------------------------------------------
 
     async def bind(self) -> tuple[socket.socket, str]:
-        """A listening socket for ``listen`` and its bound address (``ListenError``); nothing changes yet."""
+        """A listening socket for ``listen`` and its bound address (``ListenError``); nothing
+        changes yet. A disabled proxy listens again on the port it held."""
+        held, self._held = self._held, None
+        if held is not None:
+            try:
+                held.listen(1024)
+                held.setblocking(False)
+                return held, self.listen
+            except OSError:
+                held.close()
         return await open_listener(self.listen)
 
     async def start(self) -> None:
@@ -60,11 +71,22 @@ class Proxy:
         self.enabled = True
         self._json = None
 
-    def stop(self) -> None:
-        """Close the listener and every open connection."""
+    def stop(self, *, hold: bool = False) -> None:
+        """Close the listener and every open connection. With ``hold`` (``enabled: false``)
+        its port stays bound, not listening: a connection to it is refused, as to a closed
+        port, but the kernel hands the port to no one else until the proxy listens again or
+        is deleted (the local driver binds its backends' sockets on port 0 beside this
+        server: one handed a disabled proxy's port could not be its upstream)."""
+        if self._held is not None and not hold:
+            self._held.close()
+            self._held = None
         if self._server is not None:
+            listener = self._server.sockets[0] if hold and self._server.sockets else None
+            address = listener.getsockname() if listener is not None else None
             self._server.close()
             self._server = None
+            if listener is not None:
+                self._held = _held_port(listener.family, address)
         self.enabled = False
         self._json = None
         for conn in list(self.connections):
@@ -152,3 +174,15 @@ class Proxy:
                 r, s = out[direction]
                 out[direction] = (r + received, s + sent)
         return out
+
+
+def _held_port(family: int, address: Any) -> socket.socket | None:
+    """A socket bound to ``address``, not listening (None when it cannot be bound)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # its closed connections may linger in TIME_WAIT
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        return None
+    return sock

@@ -5,7 +5,9 @@ backend whose auth service was taken down) to the new proxy's upstream."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import socket
 
 import pytest
 
@@ -82,3 +84,59 @@ def test_a_hundred_thousand_new_proxies_never_get_a_disabled_proxys_port() -> No
 
     address, taken = asyncio.run(churn(100_000))
     assert taken == 0, f"{taken} new proxies were given {address}, the disabled proxy's address"
+
+
+def test_a_disabled_proxys_port_stays_bound_refuses_connections_and_listens_again_when_enabled() -> None:
+    """Held, not listening: a connection is refused as by a closed port, and no other socket
+    (the local driver's backends bind port 0 beside the fault proxy) can be bound to it."""
+
+    async def scenario() -> None:
+        proxies = ProxyCollection()
+        try:
+            proxy = await proxies.add(ProxyInput(name="auth-1", listen="127.0.0.1:0", upstream="127.0.0.1:9"))
+            port = int(proxy.listen.rsplit(":", 1)[1])
+            off = ProxyUpdate(listen=proxy.listen, upstream=proxy.upstream, enabled=False)
+            await proxies.update("auth-1", off)
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", port)
+            with socket.socket() as other, pytest.raises(OSError) as taken:
+                other.bind(("127.0.0.1", port))
+            assert taken.value.errno == errno.EADDRINUSE
+            await proxies.update("auth-1", ProxyUpdate(listen=proxy.listen, upstream=proxy.upstream, enabled=True))
+            assert proxy.listen == f"127.0.0.1:{port}"
+            _, writer = await asyncio.open_connection("127.0.0.1", port)  # listening again, on its port
+            writer.close()
+            await proxies.update("auth-1", off)
+            await proxies.remove("auth-1")
+            with socket.socket() as other:
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the connection closed above lingers in TIME_WAIT
+                other.bind(("127.0.0.1", port))  # deleted: the port is free
+        finally:
+            proxies.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_sockets_bound_on_port_zero_never_get_a_disabled_proxys_port() -> None:
+    """The local driver's race: a backend's socket (port 0, bound by the harness) handed
+    the port of another lane's downed hop, which the fault proxy then refused as that
+    lane's upstream (1 run in about 5,000 under load)."""
+
+    async def churn(n: int) -> tuple[int, int]:
+        proxies = ProxyCollection()
+        try:
+            proxy = await proxies.add(ProxyInput(name="off", listen="127.0.0.1:0", upstream="127.0.0.1:9"))
+            await proxies.update("off", ProxyUpdate(listen=proxy.listen, upstream=proxy.upstream, enabled=False))
+            port = int(proxy.listen.rsplit(":", 1)[1])
+            taken = 0
+            for _ in range(n):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    taken += sock.getsockname()[1] == port
+            return port, taken
+        finally:
+            proxies.close()
+
+    port, taken = asyncio.run(churn(100_000))
+    assert taken == 0, f"{taken} sockets were given port {port}, the disabled proxy's"
