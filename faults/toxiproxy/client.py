@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 __all__ = [
+    "AsyncToxiproxyAPI",
     "AsyncToxiproxyClient",
     "BadRequest",
     "Conflict",
@@ -120,17 +121,22 @@ def _q(name: str) -> str:
 _ERRORS: dict[int, type[ToxiproxyError]] = {400: BadRequest, 404: NotFound, 409: Conflict}
 
 
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
+def raise_for_status(status: int, text: str) -> None:
+    """The :class:`ToxiproxyError` for an answer with ``status`` and body ``text``, if it is an error."""
+    if status < 400:
         return
-    message = response.text.strip()
+    message = text.strip()
     try:
         body = json.loads(message)
         if isinstance(body, dict) and "error" in body:
             message = str(body["error"])
     except ValueError:
         pass
-    raise _ERRORS.get(response.status_code, ToxiproxyError)(response.status_code, message)
+    raise _ERRORS.get(status, ToxiproxyError)(status, message)
+
+
+def _raise_for(response: httpx.Response) -> None:
+    raise_for_status(response.status_code, response.text)
 
 
 def _toxic_body(
@@ -248,34 +254,16 @@ class ToxiproxyClient:
         self.close()
 
 
-class AsyncToxiproxyClient:
-    """Asynchronous client with the same methods as :class:`ToxiproxyClient`."""
+class AsyncToxiproxyAPI:
+    """The API's methods, async, over :meth:`_request` (the transport: a subclass's).
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        timeout: float = 5.0,
-        verify: ssl.SSLContext | bool = True,
-        trust_env: bool = True,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        # ``verify`` takes a ready TLS context: building one per client costs ~100 ms.
-        # ``trust_env=False``: no proxy settings from the environment (reading them costs ~1 ms a client).
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, headers={"User-Agent": "replica-toxiproxy"}, verify=verify,
-            trust_env=trust_env,
-        )
+    ``_request(method, path, body)`` returns the answer (anything with ``.json()``) or
+    raises :class:`ToxiproxyError` / :class:`ToxiproxyUnavailable`."""
 
-    async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        try:
-            if body is not None:
-                response = await self._http.request(method, path, json=body)
-            else:
-                response = await self._http.request(method, path)
-        except httpx.TransportError as exc:
-            raise _unavailable(exc, self.base_url) from exc
-        _raise_for(response)
-        return response
+    base_url: str
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        raise NotImplementedError
 
     async def version(self) -> str:
         return str((await self._request("GET", "/version")).json()["version"])
@@ -333,13 +321,46 @@ class AsyncToxiproxyClient:
         await self._request("POST", "/reset")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Release the transport's resources (none by default)."""
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self.aclose()
 
-    async def __aenter__(self) -> AsyncToxiproxyClient:
+    async def __aenter__(self) -> "AsyncToxiproxyAPI":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class AsyncToxiproxyClient(AsyncToxiproxyAPI):
+    """Asynchronous client (httpx) with the same methods as :class:`ToxiproxyClient`."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        timeout: float = 5.0,
+        verify: ssl.SSLContext | bool = True,
+        trust_env: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        # ``verify`` takes a ready TLS context: building one per client costs ~100 ms.
+        # ``trust_env=False``: no proxy settings from the environment (reading them costs ~1 ms a client).
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers={"User-Agent": "replica-toxiproxy"}, verify=verify,
+            trust_env=trust_env,
+        )
+
+    async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        try:
+            if body is not None:
+                response = await self._http.request(method, path, json=body)
+            else:
+                response = await self._http.request(method, path)
+        except httpx.TransportError as exc:
+            raise _unavailable(exc, self.base_url) from exc
+        _raise_for(response)
+        return response
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from faults.toxiproxy.client import AsyncToxiproxyClient, ToxiproxyError
+from faults.toxiproxy.client import AsyncToxiproxyAPI, ToxiproxyError
 from replica import http1
 from replica.auth.tokens import mint_token, mint_with_claims
 from replica.drivers.base import BackendOutcome, LaneRequest
+from replica.drivers.fault_api import LaneFaultAPI
 from replica.errors import USAGE_ERROR, ConfigError, InfrastructureError
 from replica.polling import wait_until_async
 from replica.scenarios import HopDown, ToxicSpec
@@ -51,7 +52,7 @@ HEALTH_TIMEOUT_S = 0.5
 class LaneFaults:
     """A lane's proxies (hop → proxy name) and the faults on them, through the fault proxy's API."""
 
-    client: AsyncToxiproxyClient
+    client: AsyncToxiproxyAPI
     proxies: dict[str, str]
     #: (proxy, toxic name) of the toxics to remove once the backend is ready.
     until_ready: list[tuple[str, str]] = field(default_factory=list)
@@ -86,7 +87,7 @@ class LaneFaults:
                 await self.set_down(hop)
 
 
-async def delete_proxies(client: AsyncToxiproxyClient, names: list[str]) -> None:
+async def delete_proxies(client: AsyncToxiproxyAPI, names: list[str]) -> None:
     """Delete proxies, all at once, ignoring ones already gone. Deleting a proxy closes
     its connections, which frees a backend blocked on a hung dependency."""
 
@@ -334,9 +335,7 @@ class LaneDriver(ABC):
         dependencies = hops[:-1]
         names = {hop: f"{hop}-{lane_id}" for hop in hops}
         backend: RunningBackend | None = None
-        async with self.slot() as slot, AsyncToxiproxyClient(
-            self.toxiproxy_url, timeout=5.0, verify=tls_for(self.toxiproxy_url), trust_env=False  # the stack's own
-        ) as client:
+        async with self.slot() as slot, LaneFaultAPI(self.toxiproxy_url, timeout=5.0) as client:
             place = await self.place_backend(slot)
             try:
                 upstreams = {hop: hostport(self.dependency_urls[hop]) for hop in dependencies}

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from faults.toxiproxy.client import (
+    AsyncToxiproxyAPI,
     AsyncToxiproxyClient,
     BadRequest,
     Conflict,
@@ -18,6 +19,7 @@ from faults.toxiproxy.client import (
     ToxiproxyUnavailable,
 )
 from faults.toxiproxy.server import ToxiproxyServer
+from replica.drivers.fault_api import LaneFaultAPI
 from tests.integration.toxiproxy_support import (  # noqa: F401 - fixtures
     TcpServer,
     api,
@@ -88,12 +90,19 @@ def test_unavailable_server() -> None:
             client.version()
 
 
-def test_async_client_and_in_process_server(echo: TcpServer) -> None:
+@pytest.mark.parametrize("client_type", [AsyncToxiproxyClient, LaneFaultAPI], ids=["httpx", "lanes-http1"])
+def test_async_client_and_in_process_server(echo: TcpServer, client_type: type[AsyncToxiproxyAPI]) -> None:
+    """The async API over either transport: httpx (the public client) or a lane's short exchanges."""
+
     async def scenario() -> None:
         async with ToxiproxyServer("127.0.0.1", 0, seed=3) as server:
-            async with AsyncToxiproxyClient(server.url, timeout=2.0) as client:
+            async with client_type(server.url, timeout=2.0) as client:
                 assert await client.version() == "2.12.0"
                 proxy = await client.create_proxy("redis", echo.address)
+                with pytest.raises(Conflict):
+                    await client.create_proxy("redis", echo.address)
+                with pytest.raises(BadRequest):
+                    await client.add_toxic("redis", "no-such-toxic")
                 assert (await client.proxies())["redis"] == proxy
                 assert await client.get_proxy("redis") == proxy
                 await client.add_toxic("redis", "reset_peer", stream="upstream", name="rst")
@@ -115,7 +124,7 @@ def test_async_client_and_in_process_server(echo: TcpServer) -> None:
                 with pytest.raises(NotFound):
                     await client.get_proxy("redis")
             port = server.port
-        async with AsyncToxiproxyClient(f"http://127.0.0.1:{port}", timeout=1.0) as client:
+        async with client_type(f"http://127.0.0.1:{port}", timeout=1.0) as client:
             with pytest.raises(ToxiproxyUnavailable):
                 await client.version()
 
