@@ -438,3 +438,37 @@ def test_closed_lanes_leave_no_pipes_behind(running_stack):
             lane = http.post("/lanes", json={"backend": {"handler": "recommended"}}).json()
             assert http.delete(f"/lanes/{lane['id']}").status_code == 204
     _wait_for_fds(pid, before, pipes=True)
+
+
+def test_faults_added_to_a_lane_of_the_running_stack_apply(running_stack):
+    """``RemoteLane.faults``: a program's own faults on a lane the stack opened for it,
+    through the stack's fault proxy (a latency on the backend hop, then the hop down)."""
+    import asyncio
+
+    from replica.drivers.base import LaneRequest
+    from replica.drivers.stack import StackInfo
+    from replica.drivers.up.remote import RemoteDriver
+    from replica.scenarios import HopDown, ToxicSpec
+
+    _state_dir, info = running_stack
+    driver = RemoteDriver(StackInfo.model_validate(info))
+
+    async def scenario() -> tuple[float, bool]:
+        async with driver.lane(LaneRequest()) as lane:
+            assert lane.outcome.ready, lane.outcome.detail
+            await lane.faults.add_toxic(ToxicSpec(hop="backend", type="latency", attributes={"latency": 300}))
+            started = time.monotonic()
+            async with httpx.AsyncClient(timeout=10) as http:
+                assert (await http.get(lane.base_url + "/health")).status_code == 200
+                elapsed = time.monotonic() - started
+                await lane.faults.set_down(HopDown(hop="backend"))
+                try:
+                    await http.get(lane.base_url + "/health")
+                    refused = False
+                except httpx.TransportError:
+                    refused = True
+            return elapsed, refused
+
+    elapsed, refused = asyncio.run(scenario())
+    assert elapsed >= 0.3
+    assert refused

@@ -18,10 +18,9 @@ from replica.drivers.base import DEFAULT_PARALLEL_LANES, BackendOutcome, LaneReq
 from replica.drivers.identity import ProcessIdentity
 from replica.drivers.stack import StackInfo
 from replica.errors import InfrastructureError
-from replica.tls import tls_for
 
 if TYPE_CHECKING:
-    from faults.toxiproxy.client import AsyncToxiproxyClient
+    from replica.drivers.fault_api import LaneFaultAPI
     from replica.drivers.lanes import LaneFaults
 
 #: How long the stack may take to answer a request other than opening a lane.
@@ -48,7 +47,7 @@ class RemoteLane:
     def __init__(self, api: LanesAPI, toxiproxy_url: str, info: dict) -> None:
         self._api = api
         self._toxiproxy_url = toxiproxy_url
-        self._toxiproxy: AsyncToxiproxyClient | None = None
+        self._toxiproxy: LaneFaultAPI | None = None
         self._faults: LaneFaults | None = None
         self.id: str = info["id"]
         self.base_url: str = info["base_url"]
@@ -59,10 +58,10 @@ class RemoteLane:
     def faults(self) -> "LaneFaults":
         """The lane's proxies and the faults on them, through the stack's fault proxy."""
         if self._faults is None:
-            from faults.toxiproxy.client import AsyncToxiproxyClient
+            from replica.drivers.fault_api import LaneFaultAPI
             from replica.drivers.lanes import LaneFaults
 
-            self._toxiproxy = AsyncToxiproxyClient(self._toxiproxy_url, verify=tls_for(self._toxiproxy_url))
+            self._toxiproxy = LaneFaultAPI(self._toxiproxy_url)
             self._faults = LaneFaults(self._toxiproxy, self.proxies)
         return self._faults
 
