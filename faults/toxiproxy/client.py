@@ -168,7 +168,8 @@ def _proxy_update_body(enabled: bool | None, listen: str | None, upstream: str |
     return body
 
 
-def _unavailable(exc: httpx.TransportError, base_url: str) -> ToxiproxyUnavailable:
+def unavailable(exc: BaseException, base_url: str) -> ToxiproxyUnavailable:
+    """The error for a server that could not be reached (``exc``: the transport's own)."""
     return ToxiproxyUnavailable(f"toxiproxy at {base_url} is unavailable: {exc!r}")
 
 
@@ -186,7 +187,7 @@ class ToxiproxyClient:
             else:
                 response = self._http.request(method, path)
         except httpx.TransportError as exc:
-            raise _unavailable(exc, self.base_url) from exc
+            raise unavailable(exc, self.base_url) from exc
         _raise_for(response)
         return response
 
@@ -358,7 +359,7 @@ class AsyncToxiproxyClient(AsyncToxiproxyAPI):
             else:
                 response = await self._http.request(method, path)
         except httpx.TransportError as exc:
-            raise _unavailable(exc, self.base_url) from exc
+            raise unavailable(exc, self.base_url) from exc
         _raise_for(response)
         return response
 

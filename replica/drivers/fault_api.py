@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faults.toxiproxy.client import AsyncToxiproxyAPI, ToxiproxyUnavailable, raise_for_status
+from faults.toxiproxy.client import AsyncToxiproxyAPI, raise_for_status, unavailable
 from replica import http1
 from replica.tls import tls_for
 
@@ -26,6 +26,6 @@ class LaneFaultAPI(AsyncToxiproxyAPI):
         try:
             response = await http1.request(method, self.base_url + path, timeout=self._timeout, json=body, tls=self._tls)
         except http1.HTTPError as exc:
-            raise ToxiproxyUnavailable(f"toxiproxy at {self.base_url} is unavailable: {exc}") from exc
+            raise unavailable(exc, self.base_url) from exc
         raise_for_status(response.status, response.body.decode(errors="replace"))
         return response
