@@ -38,10 +38,10 @@ class Stack:
         await self.handler(reader, writer)
 
     async def __aenter__(self) -> "Stack":
-        self.target = await asyncio.start_server(self._target, "127.0.0.1", 0)
+        self.target = await asyncio.start_server(self._target, "127.0.0.1", 0, backlog=1024)  # as the fault proxy's listeners
         target_port = self.target.sockets[0].getsockname()[1]
         self.agent = Tunnel(TOKEN, SLOTS, "127.0.0.1", port_base=target_port - 1)  # slot 1 is the target
-        self.tunnel = await asyncio.start_server(self.agent.serve, "127.0.0.1", 0)
+        self.tunnel = await asyncio.start_server(self.agent.serve, "127.0.0.1", 0, backlog=tunnel_module.MAX_TUNNELS)  # as the agent's
         self.tunnel_address = ("127.0.0.1", self.tunnel.sockets[0].getsockname()[1])
         return self
 
@@ -98,13 +98,14 @@ def test_the_target_closing_first_reaches_the_client_as_end_of_file() -> None:
     [
         preamble("not-the-token", 1),
         preamble(TOKEN, SLOTS),  # out of range
+        preamble(TOKEN, 10**150),  # a huge number, within the line's limit
         preamble(TOKEN, 1).replace(b"1\n", b"-1\n"),
         f"{TOKEN} one\n".encode(),
         f"{TOKEN}\n".encode(),
         TOKEN.encode() + b" 1" + b" " * 300 + b"\n",  # over the line's limit
         b"x" * 100_000,  # no line at all
     ],
-    ids=["token", "slot-range", "negative", "not-a-number", "no-slot", "too-long", "no-newline"],
+    ids=["token", "slot-range", "huge-slot", "negative", "not-a-number", "no-slot", "too-long", "no-newline"],
 )
 def test_a_refused_line_closes_the_connection_and_reaches_nothing(line: bytes) -> None:
     async def body(stack: Stack) -> None:
@@ -182,5 +183,32 @@ def test_closing_the_host_relay_cuts_its_connections_and_its_port() -> None:
         writer.close()
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", port)
+
+    in_stack(body)
+
+
+def test_five_hundred_clients_at_once_are_each_carried_and_answered() -> None:
+    """500 connections at once through a lane's relay and the tunnel (under its cap of
+    1,024): every one reaches the target and gets its own answer, none hangs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # six descriptors a client here
+
+    async def body(stack: Stack) -> None:
+        async def one(k: int) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"%d" % k)
+            writer.write_eof()
+            try:
+                return await asyncio.wait_for(reader.read(), LIMIT_S)
+            finally:
+                writer.close()
+
+        async with host_relay(stack.tunnel_address, TOKEN, 1) as port:
+            answers = await asyncio.gather(*(one(k) for k in range(500)))
+        assert answers == [b"pong:%d" % k for k in range(500)]
+        assert stack.accepted == 500
+        assert stack.agent.carried == 0
 
     in_stack(body)

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Annotated, AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from replica.drivers.compose.tunnel import TUNNEL_PORT, Tunnel
+from replica.drivers.compose.tunnel import MAX_TUNNELS, TUNNEL_PORT, Tunnel
 from replica.drivers.local.forkserver import ForkedProcess, ForkServer
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def agent_app(
     async def lifespan(_app: "FastAPI") -> AsyncIterator[None]:
         auth = asyncio.ensure_future(serve_auth()) if jwt_secret else None
         tunnel = Tunnel(token, slots, backend_proxy_host)
-        tunnels = await asyncio.start_server(tunnel.serve, sock=bind_port(TUNNEL_PORT))
+        tunnels = await asyncio.start_server(tunnel.serve, sock=bind_port(TUNNEL_PORT), backlog=MAX_TUNNELS)
         try:
             yield
         finally:

@@ -141,7 +141,7 @@ async def host_relay(tunnel: tuple[str, int], token: str, slot: int) -> AsyncIte
         finally:
             live.difference_update(ends)
 
-    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    server = await asyncio.start_server(relay, "127.0.0.1", 0, backlog=MAX_TUNNELS)  # a burst is queued, not refused
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
