@@ -52,17 +52,19 @@ async def request(
     params: dict[str, Any] | None = None,
     unix_socket: str | None = None,
     tls: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """``method url`` (``http`` or ``https``; over ``unix_socket`` when given, the URL's host
-    then only fills the Host header), with ``json`` as the body; raises :class:`HTTPError`."""
+    then only fills the Host header), with ``json`` as the body and ``headers`` besides
+    those it writes itself; raises :class:`HTTPError`."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if params:
         target += ("&" if parts.query else "?") + urlencode(params)
     body = b"" if json is None else jsonlib.dumps(json).encode()
-    headers = [("Host", parts.netloc), ("Connection", "close")]
+    sent = [("Host", parts.netloc), ("Connection", "close"), *(headers or {}).items()]
     if json is not None:
-        headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        sent += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -73,7 +75,7 @@ async def request(
                 port = parts.port or (443 if https else 80)
                 reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=tls if https else None)
             connection = h11.Connection(h11.CLIENT)
-            writer.write(connection.send(h11.Request(method=method, target=target, headers=headers)))
+            writer.write(connection.send(h11.Request(method=method, target=target, headers=sent)))
             if body:
                 writer.write(connection.send(h11.Data(data=body)))
             writer.write(connection.send(h11.EndOfMessage()))

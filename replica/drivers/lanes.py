@@ -219,13 +219,25 @@ async def wait_ready(backend: RunningBackend, health_url: str, timeout: float, p
 
     tls = tls_for(health_url)
 
-    async def check() -> bool:
+    async def has_exited() -> bool:
         code = await backend.exit_code()
         if code is not None:
             exited.append(code)
-            return True
-        response = await http1.request("GET", health_url + path, timeout=HEALTH_TIMEOUT_S, tls=tls)
+        return code is not None
+
+    async def check() -> bool:
+        """Asked first: the health path (a backend that answers it is alive); only when
+        it does not answer so: whether the backend exited (for the compose driver, each
+        question is a request to the lanes agent)."""
+        try:
+            response = await http1.request("GET", health_url + path, timeout=HEALTH_TIMEOUT_S, tls=tls)
+        except http1.HTTPError:
+            if await has_exited():
+                return True
+            raise
         if response.status == 200 or (path != "/health" and phase_finished(response, probe_after)):
+            return True
+        if await has_exited():
             return True
         raise NotReady(f"HTTP {response.status}")
 

@@ -13,10 +13,12 @@ from replica.errors import ConfigError
 NETWORK = "proj_default"
 
 
-def inspected(service: str, ports: dict, networks: dict) -> dict:
+def inspected(service: str, ports: dict, networks: dict, *, id: str = "", network_mode: str = "") -> dict:
     """The parts of one container's ``docker inspect`` entry the driver reads."""
     return {
+        "Id": id or f"{service}-id",
         "Config": {"Labels": {"com.docker.compose.project": "proj", "com.docker.compose.service": service}},
+        "HostConfig": {"NetworkMode": network_mode or NETWORK},
         "NetworkSettings": {"Ports": ports, "Networks": networks},
     }
 
@@ -42,6 +44,20 @@ def test_services_get_their_network_address_and_loopback_ports() -> None:
     assert containers == {
         "lane-proxy": StackContainer("lane-proxy", "172.20.0.3", {8474: 49153, 18100: 49154}),
         "postgres": StackContainer("postgres", "172.20.0.4", {}),
+    }
+
+
+def test_a_service_in_another_containers_network_namespace_has_its_address_and_ports() -> None:
+    """``network_mode: service:lanes``: the engine reports no network and no ports of its own."""
+    lanes = inspected(
+        "lanes", {"8474/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]}, {NETWORK: {"IPAddress": "172.20.0.2"}}, id="abc"
+    )
+    postgres = inspected("postgres", {}, {}, network_mode="container:abc")
+    stray = inspected("redis", {}, {}, network_mode="container:elsewhere")  # not a container of the stack
+    containers = stack_containers([postgres, lanes, stray], NETWORK)
+    assert containers == {
+        "lanes": StackContainer("lanes", "172.20.0.2", {8474: 49153}),
+        "postgres": StackContainer("postgres", "172.20.0.2", {8474: 49153}),
     }
 
 

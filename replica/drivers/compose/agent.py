@@ -39,6 +39,12 @@ The API (JSON over HTTP, every request but the health relay carrying
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the container's command: the fork server's preload (the longest part of the
+    # stack's start) begins on the other core before this module's own imports, not after them
+    from replica.drivers.local.forkserver import ForkServer
+
+    ForkServer().warm()
+
 import asyncio
 import contextlib
 import logging
@@ -112,10 +118,9 @@ def bind_port(port: int) -> socket.socket:
 async def stack_problem(urls: dict[str, str]) -> str | None:
     """Which of the stack's services (``postgres``, ``redis``, ``auth`` URLs) does not answer yet, and how; None: all do."""
     import asyncpg
-    import httpx
     import redis.asyncio as aioredis
 
-    from replica.tls import client_ssl_context
+    from replica import http1
 
     async def postgres(url: str) -> None:
         conn = await asyncpg.connect(url, timeout=READY_CHECK_TIMEOUT_S)
@@ -132,8 +137,9 @@ async def stack_problem(urls: dict[str, str]) -> str | None:
             await client.aclose()
 
     async def auth(url: str) -> None:
-        async with httpx.AsyncClient(timeout=READY_CHECK_TIMEOUT_S, verify=client_ssl_context()) as http:
-            (await http.get(url.rstrip("/") + "/health")).raise_for_status()
+        response = await http1.request("GET", url.rstrip("/") + "/health", timeout=READY_CHECK_TIMEOUT_S)
+        if response.status != 200:
+            raise http1.HTTPError(f"HTTP {response.status}")
 
     checks = {"postgres": postgres, "redis": redis, "auth": auth}
     names = [name for name in checks if urls.get(name)]
@@ -159,7 +165,7 @@ def agent_app(
     forks: ForkServer,
     stack: dict[str, str] | None = None,
     jwt_secret: str = "",
-    backend_proxy_host: str = "lane-proxy",
+    backend_proxy_host: str = "127.0.0.1",
 ) -> "ASGIApp":
     """The agent's API over ``forks``; with ``jwt_secret``, the auth service is forked once the app runs.
     While it runs, the tunnel to the slots' backend proxies on ``backend_proxy_host`` is served.
@@ -170,6 +176,7 @@ def agent_app(
     from replica import http1
     from replica.body_limit import BodyLimit
 
+    stack = stack or {}
     backends: dict[str, Backend] = {}
     stopping: dict[int, asyncio.Future[object]] = {}  # slot → the stop of its last backend
     claimed: set[int] = set()  # slots with a backend, or one starting
@@ -225,10 +232,14 @@ def agent_app(
 
     @api.get("/ready")
     async def ready() -> dict[str, str]:
+        services = {name: url for name, url in stack.items() if name != "auth"}
+        asked = asyncio.ensure_future(stack_problem(services))  # PostgreSQL and Redis meanwhile
         if jwt_secret and not auth_forked.is_set():  # the fork server's preload comes first: wait for it here
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(auth_forked.wait(), READY_WAIT_S)
-        problem = await stack_problem(stack or {})
+        problem = await asked
+        if problem is None and stack.get("auth"):
+            problem = await stack_problem({"auth": stack["auth"]})
         if problem is not None:
             raise HTTPException(503, problem)
         return {"status": "ready", "tunnel": str(TUNNEL_PORT)}
@@ -315,7 +326,7 @@ def main() -> int:
         print(f"error: LANES_SLOTS must be between 1 and {MAX_SLOTS}", file=sys.stderr)
         return 2
     forks = ForkServer()
-    forks.warm()  # first: it preloads the servers on the other core while this process imports its own
+    forks.warm()  # started already when run as the container's command (above): then this only checks it runs
     import uvicorn
 
     LOG_DIR.mkdir(mode=0o700, exist_ok=True)
@@ -323,7 +334,7 @@ def main() -> int:
     jwt_secret = os.environ.get("LANES_JWT_SECRET", "")
     if jwt_secret:
         stack["auth"] = f"http://127.0.0.1:{AUTH_PORT}"
-    app = agent_app(token, slots, forks, stack, jwt_secret, os.environ.get("LANES_BACKEND_PROXY", "lane-proxy"))
+    app = agent_app(token, slots, forks, stack, jwt_secret, os.environ.get("LANES_BACKEND_PROXY", "127.0.0.1"))
     uvicorn.run(
         app, host="0.0.0.0", port=AGENT_PORT, log_level="warning", lifespan="on", limit_concurrency=MAX_CONNECTIONS
     )

@@ -153,8 +153,11 @@ class StackContainer:
 
 
 def stack_containers(inspected: list[dict[str, Any]], network: str) -> dict[str, StackContainer]:
-    """Service → container, from ``docker inspect`` output (containers not on ``network`` are left out)."""
+    """Service → container, from ``docker inspect`` output (containers not on ``network`` are
+    left out). A container in another's network namespace (``network_mode: service:…``) has
+    that container's address and published ports."""
     found: dict[str, StackContainer] = {}
+    by_id: dict[str, StackContainer] = {}
     for container in inspected:
         settings = container.get("NetworkSettings") or {}
         ip = ((settings.get("Networks") or {}).get(network) or {}).get("IPAddress")
@@ -167,9 +170,18 @@ def stack_containers(inspected: list[dict[str, Any]], network: str) -> dict[str,
             for binding in bindings or []
             if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort")
         }
-        service = (container.get("Config") or {}).get("Labels", {}).get(SERVICE_LABEL, "")
-        found[service] = StackContainer(service, ip, published)
+        service = _service(container)
+        found[service] = by_id[container.get("Id", "")] = StackContainer(service, ip, published)
+    for container in inspected:
+        mode = (container.get("HostConfig") or {}).get("NetworkMode") or ""
+        owner = by_id.get(mode.removeprefix("container:")) if mode.startswith("container:") else None
+        if owner is not None:
+            found[_service(container)] = StackContainer(_service(container), owner.ip, owner.published)
     return found
+
+
+def _service(container: dict[str, Any]) -> str:
+    return (container.get("Config") or {}).get("Labels", {}).get(SERVICE_LABEL, "")
 
 
 def running_containers(project: str) -> dict[str, StackContainer]:

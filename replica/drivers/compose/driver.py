@@ -1,6 +1,8 @@
 """The ``compose`` driver: the replica as containers (``docker-compose.yml``).
 
-The stack — the fault proxy, PostgreSQL, Redis and the lanes container — is
+The stack — the fault proxy, PostgreSQL, Redis and the lanes container, the first
+three in the lanes container's network namespace (a pod: one network endpoint for
+the stack, each costing the engine about 0.1 s to create and as much to remove) — is
 brought up with ``docker compose up --detach`` under a project name of its own, so
 parallel stacks never collide, and is ready once the fault proxy's API answers and
 the lanes agent's ``/ready`` does (it queries PostgreSQL, Redis and the auth service
@@ -39,6 +41,7 @@ raising. The project name is ``$REPLICA_COMPOSE_PROJECT_PREFIX-<random>``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -70,6 +73,7 @@ from replica.drivers.compose.docker import (
     running_containers,
     sweep_project,
 )
+from replica import http1
 from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend, with_hostport
 from replica.errors import ConfigError, InfrastructureError
 from replica.interrupts import deferred_signals
@@ -97,37 +101,54 @@ SLOTS_PER_LANE = 2
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: How often the readiness wait asks docker whether a stack container has exited.
 EXITED_CHECK_S = 1.0
+#: Each request of a lane to the lanes agent is cut off after this long.
+AGENT_TIMEOUT_S = 10.0
 
 
 class AgentBackend:
-    """A backend the lanes container's agent forked; a :class:`RunningBackend`."""
+    """A backend the lanes container's agent forked; a :class:`RunningBackend`. Its requests
+    to the agent are short HTTP/1.1 exchanges (:mod:`replica.http1`), one connection each."""
 
-    def __init__(self, http: httpx.AsyncClient, name: str, pid: int | None) -> None:
-        self._http = http
+    def __init__(self, agent_url: str, token: str, name: str, pid: int | None) -> None:
+        self._url = f"{agent_url}/backends/{name}"
+        self._auth = {"Authorization": f"Bearer {token}"}
         self.name = name
         #: Its process id in the lanes container, as the backend names itself in its messages.
         self.pid = pid
 
+    @classmethod
+    async def start(cls, agent_url: str, token: str, name: str, slot: object, env: dict[str, str]) -> "AgentBackend":
+        """Ask the agent to fork the backend; :class:`InfrastructureError` when it cannot."""
+        body = {"name": name, "slot": slot, "env": env}
+        try:
+            response = await http1.request(
+                "POST", f"{agent_url}/backends", json=body, timeout=AGENT_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}
+            )
+        except http1.HTTPError as exc:
+            raise InfrastructureError(f"the lanes container did not answer ({exc})") from exc
+        if response.status != 201:
+            raise InfrastructureError(f"the lanes container could not start a backend: {response.body.decode(errors='replace')}")
+        return cls(agent_url, token, name, response.json().get("pid"))
+
     async def exit_code(self) -> int | None:
-        response = await self._http.get(f"/backends/{self.name}")
-        response.raise_for_status()
+        response = await http1.request("GET", self._url, timeout=AGENT_TIMEOUT_S, headers=self._auth)
+        if response.status != 200:
+            raise InfrastructureError(f"the lanes container does not know backend {self.name} ({response.status})")
         return response.json()["exit_code"]
 
     async def log(self, n_lines: int = 40) -> str:
         try:
-            response = await self._http.get(f"/backends/{self.name}/log", params={"lines": n_lines})
-        except httpx.HTTPError:
+            response = await http1.request(
+                "GET", f"{self._url}/log", params={"lines": n_lines}, timeout=AGENT_TIMEOUT_S, headers=self._auth
+            )
+        except http1.HTTPError:
             return ""
-        return response.json().get("log", "") if response.status_code == 200 else ""
+        return response.json().get("log", "") if response.status == 200 else ""
 
     async def stop(self) -> None:
         """It stops in the background; the agent frees its slot's port before the next start there."""
-        try:
-            await self._http.delete(f"/backends/{self.name}", timeout=30)
-        except httpx.HTTPError:
-            pass
-        finally:
-            await self._http.aclose()
+        with contextlib.suppress(http1.HTTPError):
+            await http1.request("DELETE", self._url, timeout=30, headers=self._auth)
 
 
 class ComposeDriver(LaneDriver):
@@ -249,15 +270,15 @@ class ComposeDriver(LaneDriver):
 
     def _write_override(self) -> None:
         """The user's code (read-only) for their handlers; no healthchecks (the driver waits
-        itself); and the lanes container started first, as its fork server's preload is the
-        longest part of the stack's start."""
-        after_lanes = "    depends_on:\n      lanes:\n        condition: service_started\n"
+        itself); PostgreSQL and Redis in the lanes container's network namespace, as the
+        fault proxy is (one network endpoint for the stack; the lanes container starts
+        first, and its fork server's preload is the longest part of the stack's start)."""
+        in_lanes_namespace = '    network_mode: "service:lanes"\n'
         no_healthcheck = "    healthcheck:\n      disable: true\n"
         services = {
             "lanes": f"{no_healthcheck}    volumes:\n      - {json.dumps(os.getcwd() + ':/user-code:ro')}\n",
-            PROXY_SERVICE: after_lanes,
-            "postgres": after_lanes + no_healthcheck,
-            "redis": after_lanes + no_healthcheck,
+            "postgres": in_lanes_namespace + no_healthcheck,
+            "redis": in_lanes_namespace + no_healthcheck,
         }
         self._override.write_text(
             f"# lane slots of the compose driver (project {self.compose_project}); it waits for the stack itself\n"
@@ -426,19 +447,7 @@ class ComposeDriver(LaneDriver):
         return BackendPlace(upstream=upstream, health_url=f"{self.agent_url}/slots/{slot}", listener=slot)
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
-        http = httpx.AsyncClient(
-            base_url=self.agent_url, timeout=10.0, headers={"Authorization": f"Bearer {self.lanes_token}"},
-            verify=client_ssl_context(),  # plain HTTP, but httpx would load a CA bundle per client (~25 ms)
-        )
-        try:
-            response = await http.post("/backends", json={"name": name, "slot": place.listener, "env": env})
-        except httpx.HTTPError as exc:
-            await http.aclose()
-            raise InfrastructureError(f"the lanes container did not answer ({exc!r})") from exc
-        if response.status_code != 201:
-            await http.aclose()
-            raise InfrastructureError(f"the lanes container could not start a backend: {response.text}")
-        return AgentBackend(http, name, response.json().get("pid"))
+        return await AgentBackend.start(self.agent_url, self.lanes_token, name, place.listener, env)
 
     async def start_project_backend(
         self, project: Project, failpoints: str, endpoints: dict[str, Endpoint], place: BackendPlace, name: str
