@@ -152,7 +152,7 @@ build() { # build TAG DOCKERFILE [--build-arg ...]
     local tag=$1 file=$2; shift 2
     local t0=$SECONDS logf=$TMP/build-${tag//[\/:]/_}.log
     log "building $tag ($file)"
-    if ! docker build -f "$CONTEXT/$file" -t "$tag" "$@" "$CONTEXT" >"$logf" 2>&1; then
+    if ! docker build --force-rm -f "$CONTEXT/$file" -t "$tag" "$@" "$CONTEXT" >"$logf" 2>&1; then
         tail -n 40 "$logf" >&2
         die 14 "building $tag failed (see above)"
     fi

@@ -95,7 +95,7 @@ def project_image(project: Project, images_env: Path, progress=lambda _m: None) 
     args = [f"--build-arg={key}={stack[key]}" for key in ("PYTHON_IMAGE", "REPLICA_IMAGE") if stack.get(key)]
     progress(f"building {tag} from {project.root / backend.build}")
     context = build_context(project.root / backend.build, ca_bundle())
-    out = docker(["build", "--tag", tag, *args, "-"], timeout=BUILD_TIMEOUT_S, stdin=context)
+    out = docker(["build", "--force-rm", "--tag", tag, *args, "-"], timeout=BUILD_TIMEOUT_S, stdin=context)
     if out.returncode != 0:
         tail = "\n".join(out.stderr.strip().splitlines()[-15:] or out.stdout.strip().splitlines()[-15:])
         raise project.error("backend.build", f"`docker build` of {backend.build!r} failed:\n{tail}")
