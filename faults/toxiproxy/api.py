@@ -13,6 +13,7 @@ only).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -67,9 +68,11 @@ def api_error(exc: ApiError) -> Response:
 class Api:
     """Dispatches requests for one :class:`ProxyCollection`."""
 
-    def __init__(self, collection: ProxyCollection, *, enable_metrics: bool = True) -> None:
+    def __init__(self, collection: ProxyCollection, *, enable_metrics: bool = True, token: str | None = None) -> None:
+        """``token``: when given, every route but ``GET /version`` needs ``Authorization: Bearer <token>``."""
         self.collection = collection
         self.enable_metrics = enable_metrics
+        self._authorization = f"Bearer {token}".encode() if token else None
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toxiproxy-decode")
         name = r"(?P<proxy>[^/]+)"
         toxic = r"(?P<toxic>[^/]+)"
@@ -122,6 +125,8 @@ class Api:
     async def _handle(self, handler: Route, request: Request, params: dict[str, str]) -> Response:
         if request.headers.get("user-agent", "").startswith("Mozilla/"):
             return text_error(403, "User agent not allowed")
+        if self._authorization is not None and handler != self.version and not self._authorized(request):
+            return api_error(ApiError("missing or wrong bearer token (this server was started with TOXIPROXY_TOKEN)", 401))
         try:
             return await handler(request, **params)
         except ApiError as exc:
@@ -129,6 +134,10 @@ class Api:
         except Exception as exc:  # pragma: no cover - every expected failure is an ApiError
             log.exception("%s %s failed", request.method, request.path)
             return api_error(ApiError(str(exc), 500))
+
+    def _authorized(self, request: Request) -> bool:
+        given = request.headers.get("authorization", "").encode("latin-1", errors="replace")
+        return hmac.compare_digest(given, self._authorization or b"")
 
     async def decode(self, request: Request, parse: Callable[[Any], Any] = lambda value: value) -> Any:
         """``parse`` of the request's JSON body (ApiError 400 in Go's words); large ones off the event loop."""

@@ -168,6 +168,14 @@ def _proxy_update_body(enabled: bool | None, listen: str | None, upstream: str |
     return body
 
 
+def request_headers(token: str | None) -> dict[str, str]:
+    """The headers every request of these clients carries (the bearer token when there is one)."""
+    headers = {"User-Agent": "replica-toxiproxy"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def unavailable(exc: BaseException, base_url: str) -> ToxiproxyUnavailable:
     """The error for a server that could not be reached (``exc``: the transport's own)."""
     return ToxiproxyUnavailable(f"toxiproxy at {base_url} is unavailable: {exc!r}")
@@ -176,9 +184,10 @@ def unavailable(exc: BaseException, base_url: str) -> ToxiproxyUnavailable:
 class ToxiproxyClient:
     """Synchronous client (httpx); use as a context manager or call :meth:`close`."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 5.0, token: str | None = None) -> None:
+        """``token``: sent as a bearer token (a server started with ``TOXIPROXY_TOKEN`` needs it)."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers={"User-Agent": "replica-toxiproxy"})
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=request_headers(token))
 
     def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         try:
@@ -343,13 +352,13 @@ class AsyncToxiproxyClient(AsyncToxiproxyAPI):
         timeout: float = 5.0,
         verify: ssl.SSLContext | bool = True,
         trust_env: bool = True,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # ``verify`` takes a ready TLS context: building one per client costs ~100 ms.
         # ``trust_env=False``: no proxy settings from the environment (reading them costs ~1 ms a client).
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, headers={"User-Agent": "replica-toxiproxy"}, verify=verify,
-            trust_env=trust_env,
+            base_url=self.base_url, timeout=timeout, headers=request_headers(token), verify=verify, trust_env=trust_env,
         )
 
     async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:

@@ -30,7 +30,7 @@ import sys
 import threading
 from types import TracebackType
 
-from . import splice
+from . import TOKEN_ENV, splice
 from .address import format_address, host_problem
 from .api import Api
 from .collection import PopulateError, ProxyCollection
@@ -78,13 +78,16 @@ class ToxiproxyServer:
         config: str | None = None,
         seed: int | None = None,
         limits: Limits | None = None,
+        token: str | None = None,
     ) -> None:
+        """``token``: the API then answers only requests that carry it as a bearer token
+        (``GET /version`` excepted, as a readiness check)."""
         self.host = host
         self.port = port
         self.config = config
         self.seed = seed
         self.collection = ProxyCollection(seed)
-        self.api = Api(self.collection)
+        self.api = Api(self.collection, token=token)
         self.http = HttpServer(self.api, limits)
         self._server: asyncio.AbstractServer | None = None
 
@@ -145,8 +148,8 @@ def _exit_by_deadline() -> None:
     timer.start()
 
 
-async def _main(host: str, port: int, config: str | None, seed: int | None) -> int:
-    server = ToxiproxyServer(host, port, config=config, seed=seed)
+async def _main(host: str, port: int, config: str | None, seed: int | None, token: str | None) -> int:
+    server = ToxiproxyServer(host, port, config=config, seed=seed, token=token)
     try:
         await server.start()
     except ConfigFileError as exc:
@@ -178,7 +181,9 @@ async def _main(host: str, port: int, config: str | None, seed: int | None) -> i
 
 
 def run(host: str, port: int, config: str | None = None, seed: int | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (blocking); see the module docstring for exit codes."""
+    """Serve until SIGTERM/SIGINT (blocking); see the module docstring for exit codes.
+    With ``$TOXIPROXY_TOKEN`` set, the API needs it as a bearer token (see :class:`ToxiproxyServer`)."""
+    token = os.environ.get(TOKEN_ENV) or None
     problem = host_problem(host) or (None if 0 <= port <= 65535 else f"invalid port {port}: expected 0 to 65535")
     if problem:
         print(f"toxiproxy: {problem}", file=sys.stderr, flush=True)
@@ -190,6 +195,6 @@ def run(host: str, port: int, config: str | None = None, seed: int | None = None
     else:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        code = runner.run(_main(host, port, config, seed))
+        code = runner.run(_main(host, port, config, seed, token))
     if code:
         raise SystemExit(code)

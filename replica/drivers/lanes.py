@@ -281,8 +281,9 @@ class LaneDriver(ABC):
 
     name: str
     max_parallel_lanes: int
-    #: The fault proxy's API, reachable from this process.
+    #: The fault proxy's API, reachable from this process, and its bearer token.
     toxiproxy_url: str
+    toxiproxy_token: str = ""
     #: The secret the stack's auth service validates tokens with.
     jwt_secret: str
     #: hop → URL of each dependency as the fault proxy reaches it (credentials included).
@@ -347,7 +348,7 @@ class LaneDriver(ABC):
         dependencies = hops[:-1]
         names = {hop: f"{hop}-{lane_id}" for hop in hops}
         backend: RunningBackend | None = None
-        async with self.slot() as slot, LaneFaultAPI(self.toxiproxy_url, timeout=5.0) as client:
+        async with self.slot() as slot, LaneFaultAPI(self.toxiproxy_url, timeout=5.0, token=self.toxiproxy_token) as client:
             place = await self.place_backend(slot)
             try:
                 upstreams = {hop: hostport(self.dependency_urls[hop]) for hop in dependencies}

@@ -48,6 +48,8 @@ class StackInfo(BaseModel):
     redis_url: str
     auth_url: str
     toxiproxy_url: str
+    #: The fault proxy API's bearer token (``TOXIPROXY_TOKEN``), generated per stack.
+    toxiproxy_token: str = ""
     jwt_secret: str
     #: The default lane ``replica up`` keeps open: its backend through the proxy.
     backend_url: str | None = None

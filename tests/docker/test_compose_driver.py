@@ -276,7 +276,9 @@ def test_toxics_land_on_the_lane_own_proxy(driver: ComposeDriver) -> None:
         async with driver.lane(LaneRequest(backend=BackendSpec(), toxics=(latency,), ready_timeout_s=60)) as lane:
             assert lane.outcome.ready, lane.outcome.detail
             async with httpx.AsyncClient(timeout=5) as http:
-                toxics = (await http.get(f"{driver.toxiproxy_url}/proxies/{lane.faults.proxies['backend']}/toxics")).json()
+                path = f"{driver.toxiproxy_url}/proxies/{lane.faults.proxies['backend']}/toxics"
+                assert (await http.get(path)).status_code == 401  # published on 127.0.0.1: the stack's token only
+                toxics = (await http.get(path, headers={"Authorization": f"Bearer {driver.toxiproxy_token}"})).json()
                 started = time.monotonic()
                 assert (await http.get(f"{lane.base_url}/health")).status_code == 200
                 return toxics, time.monotonic() - started

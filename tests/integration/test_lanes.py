@@ -123,14 +123,14 @@ def test_a_lane_leaves_no_proxy_no_process_no_port_and_no_log(local_driver: Loca
     async def one() -> tuple[str, int, dict[str, str]]:
         async with local_driver.lane(request) as lane:
             assert lane.outcome.ready, lane.outcome.detail
-            with ToxiproxyClient(local_driver.toxiproxy_url) as api:
+            with ToxiproxyClient(local_driver.toxiproxy_url, token=local_driver.toxiproxy_token) as api:
                 assert [t.type for t in api.toxics(lane.faults.proxies["backend"])] == ["latency"]
                 assert api.get_proxy(lane.faults.proxies["redis"]).enabled is False
             assert lane.backend.log_path.is_file()
             return lane.base_url, lane.backend.pid, dict(lane.faults.proxies), lane.backend.log_path
 
     base_url, pid, proxies, log = asyncio.run(one())  # asyncio.run waits for the backend's stop
-    with ToxiproxyClient(local_driver.toxiproxy_url) as api:
+    with ToxiproxyClient(local_driver.toxiproxy_url, token=local_driver.toxiproxy_token) as api:
         assert not set(proxies.values()) & set(api.proxies())
     assert not pid_alive(pid)
     assert not log.exists()
@@ -177,3 +177,14 @@ def test_a_driver_in_one_file_passes_the_whole_catalog() -> None:
     failed = [(r.name, r.mismatches, r.backend_detail) for r in results if r.verdict != "pass"]
     assert not failed, failed
     assert {r.driver for r in results} == {"subprocess"} and len(results) == len(runs) >= 40
+
+
+def test_the_stacks_fault_proxy_answers_only_with_its_token(local_driver: LocalDriver) -> None:
+    """Its API listens on 127.0.0.1, where any local user could reach it: without the
+    stack's token (generated per stack) it refuses, so nobody else can move a lane's faults."""
+    assert len(local_driver.toxiproxy_token) >= 32
+    assert httpx.get(local_driver.toxiproxy_url + "/proxies", timeout=5).status_code == 401
+    wrong = {"Authorization": "Bearer " + "x" * len(local_driver.toxiproxy_token)}
+    assert httpx.post(local_driver.toxiproxy_url + "/reset", headers=wrong, timeout=5).status_code == 401
+    with ToxiproxyClient(local_driver.toxiproxy_url, token=local_driver.toxiproxy_token) as api:
+        assert isinstance(api.proxies(), dict)

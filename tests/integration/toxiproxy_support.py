@@ -57,12 +57,14 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(*args: str) -> ServerProcess:
-    """Start ``python -m faults.toxiproxy --port 0 ARGS`` and wait for its listening line."""
+def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start ``python -m faults.toxiproxy --port 0 ARGS`` (``env``: variables besides this
+    process's) and wait for its listening line."""
     stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on it
     process = subprocess.Popen(
         [sys.executable, "-m", "faults.toxiproxy", "--port", "0", *args],
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,

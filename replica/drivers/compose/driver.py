@@ -183,6 +183,7 @@ class ComposeDriver(LaneDriver):
         self.images_env = images_env_file()
         self.jwt_secret = secrets.token_hex(32)
         self.lanes_token = secrets.token_hex(32)
+        self.toxiproxy_token = secrets.token_hex(32)  # its API is published on 127.0.0.1: any local user reaches it
         postgres_password = secrets.token_hex(16)
         redis_password = secrets.token_hex(16)
         self._secrets = {
@@ -192,6 +193,7 @@ class ComposeDriver(LaneDriver):
             "POSTGRES_USER": "replica",
             "POSTGRES_DB": "replica",
             "LANES_TOKEN": self.lanes_token,
+            "TOXIPROXY_TOKEN": self.toxiproxy_token,
             "LANES_SLOTS": str(self.slots),
         }
         stack = {

@@ -18,6 +18,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping
 
+from faults.toxiproxy import TOKEN_ENV
 from replica.drivers.base import DEFAULT_PARALLEL_LANES
 from replica.drivers.lanes import BackendPlace, LaneDriver, RunningBackend
 from replica.drivers.local.forkserver import ForkServer
@@ -53,9 +54,11 @@ def start_local_stack(group: ProcessGroup, forks: ForkServer, progress: Progress
     service; every start has finished (or failed) before this returns or raises, so a
     teardown never races a start."""
     secret = new_secret()
+    proxy_token = new_secret()  # its API is on loopback, where any local user could reach it
     progress("starting the fault proxy, PostgreSQL, Redis and the auth service")
     proxy = group.start(
-        [sys.executable, "-m", "faults.toxiproxy", "--host", LOOPBACK, "--port", "0"], name="toxiproxy", env=python_env({})
+        [sys.executable, "-m", "faults.toxiproxy", "--host", LOOPBACK, "--port", "0"],
+        name="toxiproxy", env=python_env({TOKEN_ENV: proxy_token}),
     )
     with ThreadPoolExecutor(2, thread_name_prefix="replica-stack") as pool:
         postgres = pool.submit(start_postgres, group)
@@ -78,6 +81,7 @@ def start_local_stack(group: ProcessGroup, forks: ForkServer, progress: Progress
         redis_url=redis_url,
         auth_url=auth_url,
         toxiproxy_url=proxy_url,
+        toxiproxy_token=proxy_token,
         jwt_secret=secret,
         tmp_dir=str(group.tmp_dir),
     )
@@ -133,6 +137,7 @@ class LocalDriver(LaneDriver):
         self.forks = forks
         self.max_parallel_lanes = max_parallel_lanes
         self.toxiproxy_url = info.toxiproxy_url
+        self.toxiproxy_token = info.toxiproxy_token
         self.jwt_secret = info.jwt_secret
         self.project = project
         stack = {"postgres": info.postgres_url, "redis": info.redis_url, "auth": info.auth_url}

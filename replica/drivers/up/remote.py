@@ -44,9 +44,10 @@ class LanesAPI:
 class RemoteLane:
     """A lane the running stack opened for this process."""
 
-    def __init__(self, api: LanesAPI, toxiproxy_url: str, info: dict) -> None:
+    def __init__(self, api: LanesAPI, toxiproxy_url: str, info: dict, toxiproxy_token: str = "") -> None:
         self._api = api
         self._toxiproxy_url = toxiproxy_url
+        self._toxiproxy_token = toxiproxy_token
         self._toxiproxy: LaneFaultAPI | None = None
         self._faults: LaneFaults | None = None
         self.id: str = info["id"]
@@ -61,7 +62,7 @@ class RemoteLane:
             from replica.drivers.fault_api import LaneFaultAPI
             from replica.drivers.lanes import LaneFaults
 
-            self._toxiproxy = LaneFaultAPI(self._toxiproxy_url)
+            self._toxiproxy = LaneFaultAPI(self._toxiproxy_url, token=self._toxiproxy_token)
             self._faults = LaneFaults(self._toxiproxy, self.proxies)
         return self._faults
 
@@ -100,7 +101,7 @@ class RemoteDriver:
         )
         if response.status != 201:
             raise InfrastructureError(f"the running stack could not open a lane: {response.body.decode(errors='replace')}")
-        lane = RemoteLane(self.api, self.info.toxiproxy_url, response.json())
+        lane = RemoteLane(self.api, self.info.toxiproxy_url, response.json(), self.info.toxiproxy_token)
         try:
             yield lane
         finally:
