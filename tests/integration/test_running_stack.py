@@ -472,3 +472,47 @@ def test_faults_added_to_a_lane_of_the_running_stack_apply(running_stack):
     elapsed, refused = asyncio.run(scenario())
     assert elapsed >= 0.3
     assert refused
+
+
+def test_a_lane_whose_opener_gave_up_is_closed_not_kept(running_stack):
+    """A live process that cancels its lane's opening (Ctrl-C in a program, a timeout) closes
+    its request; the stack, which finishes opening the lane regardless, closes it then
+    instead of keeping it for an owner that never learns its id. Seen through the lane's
+    proxies in the stack's fault proxy: created as the opening starts, gone once closed."""
+    import asyncio
+
+    from faults.toxiproxy.client import ToxiproxyClient
+    from replica.drivers.base import LaneRequest
+    from replica.drivers.stack import StackInfo
+    from replica.drivers.up.remote import RemoteDriver
+    from replica.polling import wait_until
+    from replica.scenarios import ToxicSpec
+
+    _state_dir, info = running_stack
+    stack = StackInfo.model_validate(info)
+    driver = RemoteDriver(stack)
+    # Every round trip to PostgreSQL 150 ms while the backend starts: the opening takes seconds.
+    slow = LaneRequest(toxics=(ToxicSpec(hop="postgres", type="latency", attributes={"latency": 150}, when="before_start"),))
+
+    with ToxiproxyClient(stack.toxiproxy_url, token=stack.toxiproxy_token) as proxies:
+        before = set(proxies.proxies())
+
+        async def open_then_give_up() -> set[str]:
+            opening = asyncio.ensure_future(driver.lane(slow).__aenter__())
+            new: set[str] = set()
+
+            def proxies_created() -> bool:
+                new.update(set(proxies.proxies()) - before)
+                return len(new) == 4
+
+            await asyncio.to_thread(wait_until, proxies_created, 30, what="the lane's proxies")
+            assert not opening.done()
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            return new
+
+        lane_proxies = asyncio.run(open_then_give_up())
+        wait_until(lambda: not lane_proxies & set(proxies.proxies()), 60, what="the abandoned lane to be closed")
+    with lanes_client(info) as http:
+        assert http.get("/lanes").json() == []
