@@ -19,6 +19,8 @@
 #
 # Environment:
 #   REPLICA_DOCKER_STATE_DIR   where the pidfile/log/marker live (default /var/run/staging-replica-docker)
+#   REPLICA_DOCKER_OWNER       who starts the engine (.ci/run sets one per run): recorded with it, so
+#                              stop-docker.sh run with another owner leaves it alone
 #   REPLICA_DOCKER_WAIT_S      how long to wait for the engine (default 60)
 #   REPLICA_DEBIAN_MIRROR      override the Debian mirror URI used for trixie
 #
@@ -77,7 +79,7 @@ ensure_engine() {
     local pidfile=$STATE_DIR/dockerd.pid logfile=$STATE_DIR/dockerd.log
     # A stale pidfile (from a run that was killed) would make dockerd refuse to start.
     if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
-        rm -f "$pidfile" "$STATE_DIR/started-by-us"
+        rm -f "$pidfile" "$STATE_DIR/started-by-us" "$STATE_DIR/started-for"
     fi
     if [[ -f $pidfile ]]; then
         log "dockerd (pid $(cat "$pidfile")) is running but does not answer yet; waiting"
@@ -87,6 +89,8 @@ ensure_engine() {
         setsid dockerd --pidfile "$pidfile" >"$logfile" 2>&1 </dev/null &
         local pid=$!
         echo "$pid" >"$STATE_DIR/started-by-us"
+        # Which run started it (CI sets a fresh one), so that run's stop-docker.sh stops it and no other's.
+        printf '%s\n' "${REPLICA_DOCKER_OWNER:-}" >"$STATE_DIR/started-for"
     fi
     local t0=$SECONDS
     until engine_answers; do
