@@ -263,6 +263,29 @@ def test_the_relay_answers_for_a_starting_backend_once_it_serves_or_exits(driver
     assert (exited["health"], exited["exit_code"]) == (502, 2), exited
 
 
+def test_a_slot_is_reused_at_once_after_a_gunicorn_backend(driver: ComposeDriver) -> None:
+    """A gunicorn backend is a master and a worker in one process group; the agent reaps the
+    master, and the worker lets go of the slot's port a moment later. A start on that slot
+    right after the stop waits for the port instead of failing ("address already in use",
+    seen in CI under load when slots came round again)."""
+    auth = {"Authorization": f"Bearer {driver.lanes_token}"}
+    env = {"REPLICA_SERVER": "gunicorn", "REPLICA_STARTUP_MODE": "background"}
+
+    async def scenario() -> list[int]:
+        codes = []
+        async with driver.slot() as slot, httpx.AsyncClient(base_url=driver.agent_url, headers=auth, timeout=30) as http:
+            for _ in range(10):
+                name = f"g-{uuid.uuid4().hex[:8]}"
+                started = await http.post("/backends", json={"name": name, "slot": slot, "env": env})
+                codes.append(started.status_code)
+                assert started.status_code == 201, started.text
+                assert (await http.get(f"/slots/{slot}/health")).status_code == 200
+                assert (await http.delete(f"/backends/{name}")).status_code == 204
+        return codes
+
+    assert asyncio.run(scenario()) == [201] * 10
+
+
 def test_the_agent_says_when_the_stack_answers(driver: ComposeDriver) -> None:
     auth = {"Authorization": f"Bearer {driver.lanes_token}"}
     assert httpx.get(f"{driver.agent_url}/ready", headers=auth, timeout=10).json() == {"status": "ready", "tunnel": str(TUNNEL_PORT)}

@@ -47,6 +47,7 @@ if __name__ == "__main__":  # the container's command: the fork server's preload
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -62,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from replica.drivers.compose.tunnel import MAX_TUNNELS, TUNNEL_PORT, Tunnel
 from replica.drivers.local.forkserver import ForkedProcess, ForkServer
+from replica.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -91,6 +93,8 @@ MAX_BODY_BYTES = 1024 * 1024
 READY_CHECK_TIMEOUT_S = 2.0
 #: ``/ready`` waits this long for the auth service's fork before it checks (the driver asks with a 5 s limit).
 READY_WAIT_S = 2.0
+#: A start waits this long for its slot's port while the last backend's process group lets go of it.
+SLOT_FREE_WAIT_S = 3.0
 
 
 class StartRequest(BaseModel):
@@ -113,6 +117,28 @@ def bind_port(port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+async def bind_when_free(port: int, timeout: float) -> socket.socket:
+    """:func:`bind_port` of a slot's port, retried while it is in use, up to ``timeout``: the
+    slot's last backend is reaped before the next starts, but the rest of its process group
+    may hold the port a moment longer (a gunicorn worker exits just after its master is
+    reaped). Raises :class:`~replica.errors.InfrastructureError` if it stays in use."""
+    from replica.polling import wait_until_async
+
+    bound: list[socket.socket] = []
+
+    def free() -> bool:
+        try:
+            bound.append(bind_port(port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+        return True
+
+    await wait_until_async(free, timeout, what=f"port {port} to be free", retry_on=())
+    return bound[0]
 
 
 async def stack_problem(urls: dict[str, str]) -> str | None:
@@ -268,9 +294,11 @@ def agent_app(
             except Exception:  # the slot's last backend is gone either way; say why it did not stop cleanly
                 logger.exception("stopping the last backend of slot %s failed", request.slot)
         try:
-            listener = bind_port(BACKEND_PORT_BASE + request.slot)
+            listener = await bind_when_free(BACKEND_PORT_BASE + request.slot, SLOT_FREE_WAIT_S)
         except OSError as exc:
             raise HTTPException(409, f"slot {request.slot} cannot be bound: {exc.strerror}") from exc
+        except InfrastructureError as exc:
+            raise HTTPException(409, f"slot {request.slot} cannot be bound: {exc.message}") from exc
         with listener:
             try:
                 return await forks.start_async(
