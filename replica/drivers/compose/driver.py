@@ -109,26 +109,27 @@ class AgentBackend:
     """A backend the lanes container's agent forked; a :class:`RunningBackend`. Its requests
     to the agent are short HTTP/1.1 exchanges (:mod:`replica.http1`), one connection each."""
 
-    def __init__(self, agent_url: str, token: str, name: str, pid: int | None) -> None:
+    def __init__(self, agent_url: str, auth: dict[str, str], name: str, pid: int | None = None) -> None:
+        """``auth``: the header carrying the stack's lanes token."""
         self._url = f"{agent_url}/backends/{name}"
-        self._auth = {"Authorization": f"Bearer {token}"}
+        self._auth = auth
         self.name = name
         #: Its process id in the lanes container, as the backend names itself in its messages.
         self.pid = pid
 
     @classmethod
-    async def start(cls, agent_url: str, token: str, name: str, slot: object, env: dict[str, str]) -> "AgentBackend":
+    async def start(
+        cls, agent_url: str, auth: dict[str, str], name: str, slot: object, env: dict[str, str]
+    ) -> "AgentBackend":
         """Ask the agent to fork the backend; :class:`InfrastructureError` when it cannot."""
         body = {"name": name, "slot": slot, "env": env}
         try:
-            response = await http1.request(
-                "POST", f"{agent_url}/backends", json=body, timeout=AGENT_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}
-            )
+            response = await http1.request("POST", f"{agent_url}/backends", json=body, timeout=AGENT_TIMEOUT_S, headers=auth)
         except http1.HTTPError as exc:
             raise InfrastructureError(f"the lanes container did not answer ({exc})") from exc
         if response.status != 201:
             raise InfrastructureError(f"the lanes container could not start a backend: {response.body.decode(errors='replace')}")
-        return cls(agent_url, token, name, response.json().get("pid"))
+        return cls(agent_url, auth, name, response.json().get("pid"))
 
     async def exit_code(self) -> int | None:
         response = await http1.request("GET", self._url, timeout=AGENT_TIMEOUT_S, headers=self._auth)
@@ -183,6 +184,8 @@ class ComposeDriver(LaneDriver):
         self.images_env = images_env_file()
         self.jwt_secret = secrets.token_hex(32)
         self.lanes_token = secrets.token_hex(32)
+        #: The header every request to the lanes agent carries.
+        self.agent_auth = {"Authorization": f"Bearer {self.lanes_token}"}
         self.toxiproxy_token = secrets.token_hex(32)  # its API is published on 127.0.0.1: any local user reaches it
         postgres_password = secrets.token_hex(16)
         redis_password = secrets.token_hex(16)
@@ -311,7 +314,6 @@ class ComposeDriver(LaneDriver):
     def _wait_ready(self, timeout: float) -> None:
         """Until the fault proxy's API and the lanes agent's ``/ready`` answer; fails at
         once, with the logs, when a stack container has exited."""
-        auth = {"Authorization": f"Bearer {self.lanes_token}"}
         http = httpx.Client(timeout=5.0, verify=client_ssl_context())
         last_exit_check = [time.monotonic()]
         problem = ["no answer yet"]
@@ -325,7 +327,7 @@ class ComposeDriver(LaneDriver):
                     fatal.append(f"the compose stack's {', '.join(exited)} exited:\n{self._logs()}")
                     return True
             http.get(f"{self.toxiproxy_url}/version", timeout=1.0).raise_for_status()
-            response = http.get(f"{self.agent_url}/ready", headers=auth)
+            response = http.get(f"{self.agent_url}/ready", headers=self.agent_auth)
             if response.status_code == 503:
                 problem[0] = response.json().get("detail", response.text)
                 return False
@@ -449,7 +451,7 @@ class ComposeDriver(LaneDriver):
         return BackendPlace(upstream=upstream, health_url=f"{self.agent_url}/slots/{slot}", listener=slot)
 
     async def start_backend(self, env: dict[str, str], place: BackendPlace, name: str) -> RunningBackend:
-        return await AgentBackend.start(self.agent_url, self.lanes_token, name, place.listener, env)
+        return await AgentBackend.start(self.agent_url, self.agent_auth, name, place.listener, env)
 
     async def start_project_backend(
         self, project: Project, failpoints: str, endpoints: dict[str, Endpoint], place: BackendPlace, name: str
